@@ -1,0 +1,145 @@
+//! Who is calling, and may they: the `Authenticator` turns a request's credentials into a
+//! `Principal` with scopes. API keys today; Ed25519 tokens and mTLS plug in here.
+
+pub mod api_key;
+
+use crate::http::Request;
+use api_key::KeyRing;
+
+/// Why credentials were refused. The client only ever hears "unauthorized"; the audit log
+/// records which of these it was.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials at all.
+    #[error("no credentials")]
+    Missing,
+    /// An `X-API-Key` that matches no key in the keys file.
+    #[error("unknown API key")]
+    UnknownKey,
+    /// A key past its `expires` time.
+    #[error("expired API key {0}")]
+    ExpiredKey(String),
+    /// A bearer token, which this device is not configured to verify.
+    #[error("bearer token not accepted: no token keys configured")]
+    BearerUnsupported,
+    /// An `Authorization` header in a scheme we do not take.
+    #[error("unsupported Authorization scheme")]
+    UnsupportedScheme,
+    /// The keys file is missing or malformed (at start or reload).
+    #[error("API keys file {path}: {reason}")]
+    KeysFile { path: String, reason: String },
+}
+
+impl AuthError {
+    /// Whether the client tried a bearer token (the 401 then names `invalid_token`).
+    pub fn was_bearer(&self) -> bool {
+        matches!(self, AuthError::BearerUnsupported)
+    }
+
+    /// A stable reason for the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::ExpiredKey(_) => "expired_key",
+            AuthError::BearerUnsupported => "bearer_unsupported",
+            AuthError::UnsupportedScheme => "unsupported_scheme",
+            AuthError::KeysFile { .. } => "keys_file",
+        }
+    }
+}
+
+/// How a principal proved itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ApiKey,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key id (later: token `sub`, certificate identity). Never a secret.
+    pub id: String,
+    pub method: Method,
+    pub scopes: Vec<String>,
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Inference or metadata on one model: `predict` or `predict:<model>`.
+    Predict(&'a str),
+    Metrics,
+    Admin,
+}
+
+impl std::fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Predict(model) => write!(f, "predict:{model}"),
+            Scope::Metrics => f.write_str("metrics"),
+            Scope::Admin => f.write_str("admin"),
+        }
+    }
+}
+
+impl Principal {
+    /// Whether the principal holds `scope` (`admin` holds every scope).
+    pub fn allows(&self, scope: Scope<'_>) -> bool {
+        self.scopes.iter().any(|s| match (s.as_str(), scope) {
+            ("admin", _) => true,
+            ("predict", Scope::Predict(_)) => true,
+            ("metrics", Scope::Metrics) => true,
+            (s, Scope::Predict(model)) => s.strip_prefix("predict:") == Some(model),
+            _ => false,
+        })
+    }
+}
+
+/// Checks credentials. Built once at start, shared read-only.
+pub struct Authenticator {
+    keys: KeyRing,
+}
+
+impl Authenticator {
+    pub fn new(keys: KeyRing) -> Self {
+        Authenticator { keys }
+    }
+
+    /// Finds the caller's principal from `X-API-Key` or `Authorization`.
+    pub fn authenticate(&self, req: &Request) -> Result<Principal, AuthError> {
+        if let Some(key) = req.header("x-api-key") {
+            return self.keys.verify(key.trim(), std::time::SystemTime::now());
+        }
+        match req.header("authorization") {
+            None => Err(AuthError::Missing),
+            Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
+                Err(AuthError::BearerUnsupported)
+            }
+            Some(_) => Err(AuthError::UnsupportedScheme),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(scopes: &[&str]) -> Principal {
+        Principal {
+            id: "p".into(),
+            method: Method::ApiKey,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn scopes_grant_what_they_name() {
+        assert!(principal(&["predict"]).allows(Scope::Predict("digits")));
+        assert!(principal(&["predict:digits"]).allows(Scope::Predict("digits")));
+        assert!(!principal(&["predict:digits"]).allows(Scope::Predict("sentiment")));
+        assert!(!principal(&["predict"]).allows(Scope::Metrics));
+        assert!(principal(&["admin"]).allows(Scope::Metrics));
+        assert!(!principal(&["predict:"]).allows(Scope::Predict("digits")));
+    }
+}

@@ -1,0 +1,286 @@
+//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`.
+
+use crate::config::Config;
+use crate::provision::{self, InitOptions, ProvisionError};
+use crate::{StartError, auth::api_key};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "inferd",
+    version,
+    about = "A secure ML inference appliance for edge devices"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Provision a ready-to-run state folder (config, TLS, token keypair, admin API key).
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// Names the TLS certificate covers (repeatable).
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        names: Vec<String>,
+        /// The models folder the config points at.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Print {"config","api_key","ca_cert","token_private_key","token_key_id"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the appliance.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate the config, load every model and run one inference each.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Provision ./inferd-demo if absent, print a fresh key and curl lines, and serve.
+    Demo {
+        #[arg(long, default_value = "inferd-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+    },
+    /// Make a new Ed25519 token keypair (for a provisioning station).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// API key management.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Print a fresh key once, and the entry to add to the keys file.
+    New {
+        #[arg(long)]
+        id: String,
+        /// Scopes: predict, predict:<model>, metrics, admin (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+}
+
+/// Why a command failed; `main` prints the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// Unknown `INFERD_*` variables: probably a typo that would silently do nothing.
+    #[error("unknown environment variable(s): {0}")]
+    UnknownEnv(String),
+    #[error("signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init {
+            dir,
+            listen,
+            names,
+            models,
+            json,
+        } => {
+            init_logging(log::LevelFilter::Warn);
+            let p = provision::init(
+                &dir,
+                &InitOptions {
+                    listen,
+                    names,
+                    models_dir: models,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+            } else {
+                println!("state folder ready: {}", dir.display());
+                println!("config:    {}", p.config.display());
+                println!("CA cert:   {}", p.ca_cert.display());
+                println!("token kid: {}", p.token_key_id);
+                println!(
+                    "admin API key (shown once, stored only as a hash):\n  {}",
+                    p.api_key
+                );
+            }
+            Ok(())
+        }
+        Command::Serve { config } => serve(&load_config(&config)?),
+        Command::Check { config } => check(&load_config(&config)?),
+        Command::Demo {
+            dir,
+            models,
+            listen,
+        } => demo(&dir, &models, &listen),
+        Command::Keygen { out } => {
+            let (private_pem, public_pem, kid) = provision::token_keypair()?;
+            std::fs::create_dir_all(&out).map_err(|e| ProvisionError::Write {
+                path: out.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            provision::write_atomic(
+                &out.join(format!("{kid}.key.pem")),
+                private_pem.as_bytes(),
+                0o600,
+            )?;
+            provision::write_atomic(
+                &out.join(format!("{kid}.pem")),
+                public_pem.as_bytes(),
+                0o644,
+            )?;
+            println!(
+                "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
+                out.join(format!("{kid}.key.pem")).display(),
+                out.join(format!("{kid}.pem")).display()
+            );
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::New { id, scopes },
+        } => {
+            let (key, entry) = api_key::generate(&id, scopes)
+                .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
+            let file = api_key::KeysFile { key: vec![entry] };
+            println!(
+                "key (shown once): {key}\n\n# add to the keys file:\n{}",
+                toml::to_string(&file).unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, CliError> {
+    let unknown = Config::unknown_env_vars(std::env::vars().map(|(k, _)| k));
+    if !unknown.is_empty() {
+        return Err(CliError::UnknownEnv(unknown.join(", ")));
+    }
+    let config = Config::load(path, |k| std::env::var(k).ok())?;
+    init_logging(config.log.level);
+    Ok(config)
+}
+
+/// Logs to stderr (journald keeps it); `RUST_LOG` overrides the configured level.
+fn init_logging(level: log::LevelFilter) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        builder.parse_filters(&spec);
+    }
+    let _ = builder.try_init();
+}
+
+fn serve(config: &Config) -> Result<(), CliError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let started = Instant::now();
+    // Register before loading, so a signal during start-up is not fatal.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(CliError::Signals)?;
+    let running = crate::start(config)?;
+    log::info!("ready in {} ms", started.elapsed().as_millis());
+    let stopper = running.stopper();
+    std::thread::Builder::new()
+        .name("inferd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    log::warn!(
+                        "SIGHUP: live reload is not implemented yet; restart to apply changes"
+                    );
+                    continue;
+                }
+                log::info!("signal {signal}: draining in-flight requests, then exiting");
+                stopper.stop();
+                break;
+            }
+        })
+        .map_err(CliError::Signals)?;
+    running.wait();
+    log::info!("stopped");
+    Ok(())
+}
+
+fn check(config: &Config) -> Result<(), CliError> {
+    let started = Instant::now();
+    let app = crate::App::load(config)?;
+    if let Some(tls) = &config.tls {
+        crate::http::TlsAcceptor::load(&tls.cert, &tls.key).map_err(StartError::from)?;
+    }
+    for m in app.models.models() {
+        println!(
+            "ok  model {} v{} ({:?}): loaded and ran one inference",
+            m.name(),
+            m.manifest.version,
+            m.manifest.task
+        );
+    }
+    println!(
+        "ok  config {} (TLS {}), {} ms",
+        config.listen,
+        if config.tls.is_some() { "on" } else { "OFF" },
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// sklearn's `load_digits().data[0]`, a handwritten zero, for the demo's curl line.
+const DIGIT_ZERO: [u8; 64] = [
+    0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0,
+    8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6,
+    13, 10, 0, 0, 0,
+];
+
+fn demo(dir: &Path, models: &Path, listen: &str) -> Result<(), CliError> {
+    init_logging(log::LevelFilter::Info);
+    if !dir.join("inferd.toml").exists() {
+        let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        provision::init(
+            dir,
+            &InitOptions {
+                listen: listen.into(),
+                names,
+                models_dir: models.into(),
+            },
+        )?;
+    }
+    let key = provision::rotate_key(
+        &dir.join("api_keys.toml"),
+        "demo",
+        vec!["predict".into(), "metrics".into()],
+    )?;
+    let config = load_config(&dir.join("inferd.toml"))?;
+    let base = format!("https://{}", config.listen);
+    let ca = dir.join("tls/ca.pem");
+    let digit: Vec<String> = DIGIT_ZERO.iter().map(|d| d.to_string()).collect();
+    println!(
+        "\ninferd demo: API key for this run (scopes predict, metrics):\n  {key}\n\nTry:\n  \
+curl --cacert {ca} -H 'X-API-Key: {key}' -H 'Content-Type: application/json' -d '{{\"text\": \"I love this, it works wonderfully!\"}}' {base}/predict\n  \
+curl --cacert {ca} -H 'X-API-Key: {key}' -H 'Content-Type: application/json' -d '{{\"inputs\": [{{\"name\": \"input\", \"shape\": [1, 64], \"datatype\": \"FP32\", \"data\": [{digits}]}}]}}' {base}/v2/models/digits/infer\n  \
+curl --cacert {ca} {base}/v2/health/ready -i\n\nCtrl-C stops it.\n",
+        ca = ca.display(),
+        digits = digit.join(", "),
+    );
+    serve(&config)
+}

@@ -1,0 +1,461 @@
+//! Configuration: TOML file plus `INFERD_<SECTION>_<KEY>` environment overrides, parsed
+//! once into typed fields. Unknown keys (in the file or the environment) are errors that
+//! name them; relative paths are relative to the config file's folder.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("config {path}: {reason}")]
+    Read { path: String, reason: String },
+    /// Bad TOML, an unknown key, or a value of the wrong type.
+    #[error("config {path}: {reason}")]
+    Parse { path: String, reason: String },
+    /// An environment override that cannot be used.
+    #[error("environment {name}: {reason}")]
+    Env { name: String, reason: String },
+    /// A value of the right type that makes no sense (e.g. a zero timeout).
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    List,
+}
+
+/// Every key that exists, with its type: the source of truth for env overrides.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("", "listen", Kind::Str),
+    ("tls", "enabled", Kind::Bool),
+    ("tls", "cert", Kind::Str),
+    ("tls", "key", Kind::Str),
+    ("limits", "max_connections", Kind::Int),
+    ("limits", "max_header_bytes", Kind::Int),
+    ("limits", "max_headers", Kind::Int),
+    ("limits", "max_request_line_bytes", Kind::Int),
+    ("limits", "max_body_bytes", Kind::Int),
+    ("limits", "header_timeout_ms", Kind::Int),
+    ("limits", "body_timeout_ms", Kind::Int),
+    ("limits", "idle_timeout_ms", Kind::Int),
+    ("limits", "write_timeout_ms", Kind::Int),
+    ("limits", "shutdown_timeout_ms", Kind::Int),
+    ("limits", "inference_threads", Kind::Int),
+    ("limits", "inference_queue", Kind::Int),
+    ("models", "dir", Kind::Str),
+    ("models", "default", Kind::Str),
+    ("models", "enabled", Kind::List),
+    ("auth", "api_keys_file", Kind::Str),
+    ("log", "level", Kind::Str),
+    ("log", "access", Kind::Bool),
+    ("log", "audit", Kind::Bool),
+];
+
+fn env_name(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        format!("INFERD_{}", key.to_ascii_uppercase())
+    } else {
+        format!(
+            "INFERD_{}_{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        )
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    models: RawModels,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    enabled: Option<bool>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<u64>,
+    max_header_bytes: Option<u64>,
+    max_headers: Option<u64>,
+    max_request_line_bytes: Option<u64>,
+    max_body_bytes: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    write_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
+    inference_threads: Option<u64>,
+    inference_queue: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawModels {
+    dir: Option<PathBuf>,
+    default: Option<String>,
+    #[serde(default)]
+    enabled: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    api_keys_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    access: Option<bool>,
+    audit: Option<bool>,
+}
+
+/// TLS certificate and key (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Caps and deadlines.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_request_line_bytes: usize,
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// Inference worker threads (default: one per core).
+    pub inference_threads: usize,
+    /// Requests that may wait for a worker before the server answers 503 (default: 2 per worker).
+    pub inference_queue: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelsConfig {
+    pub dir: PathBuf,
+    /// The text model `/predict` uses by default.
+    pub default: Option<String>,
+    /// Model folders to load; all under `dir` when empty.
+    pub enabled: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub api_keys_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: log::LevelFilter,
+    /// One access line per request.
+    pub access: bool,
+    /// One JSON line per failed authentication.
+    pub audit: bool,
+}
+
+/// The typed configuration. Holds paths to secrets, never secrets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None` only when `[tls] enabled = false` says so explicitly.
+    pub tls: Option<TlsConfig>,
+    pub limits: Limits,
+    pub models: ModelsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads `path` and applies environment overrides from `env`.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_sources(&text, &path.display().to_string(), base, env)
+    }
+
+    /// Environment variable names that look like ours but name no key.
+    pub fn unknown_env_vars(names: impl Iterator<Item = String>) -> Vec<String> {
+        let known: Vec<String> = KEYS.iter().map(|(s, k, _)| env_name(s, k)).collect();
+        names
+            .filter(|n| n.starts_with("INFERD_") && !known.contains(n))
+            .collect()
+    }
+
+    /// Parses config text (`origin` names it in errors; `base` anchors relative paths).
+    pub fn from_sources(
+        text: &str,
+        origin: &str,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: origin.to_owned(),
+            reason,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        for (section, key, kind) in KEYS {
+            let name = env_name(section, key);
+            let Some(raw) = env(&name) else { continue };
+            let env_err = |reason: &str| ConfigError::Env {
+                name: name.clone(),
+                reason: reason.to_owned(),
+            };
+            let value = match kind {
+                Kind::Str => toml::Value::String(raw),
+                Kind::Int => {
+                    toml::Value::Integer(raw.trim().parse().map_err(|_| env_err("not an integer"))?)
+                }
+                Kind::Bool => {
+                    toml::Value::Boolean(raw.trim().parse().map_err(|_| env_err("not true/false"))?)
+                }
+                Kind::List => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
+                ),
+            };
+            let target = if section.is_empty() {
+                &mut table
+            } else {
+                match table
+                    .entry(section.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(t) => t,
+                    _ => return Err(parse_err(format!("[{section}] must be a table"))),
+                }
+            };
+            target.insert(key.to_string(), value);
+        }
+        let raw: RawConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        Config::from_raw(raw, base)
+    }
+
+    fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid(format!("listen {listen_text:?} is not an address:port")))?;
+        let tls = match (raw.tls.enabled.unwrap_or(true), raw.tls.cert, raw.tls.key) {
+            (false, _, _) => None,
+            (true, Some(cert), Some(key)) => Some(TlsConfig {
+                cert: resolve(cert),
+                key: resolve(key),
+            }),
+            (true, _, _) => {
+                return Err(invalid(
+                    "[tls] needs cert and key (plain HTTP only with an explicit `enabled = false`)"
+                        .into(),
+                ));
+            }
+        };
+        let l = raw.limits;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count =
+            |v: Option<u64>, default: usize, name: &str, max: u64| -> Result<usize, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(n) if n >= 1 && n <= max => Ok(n as usize),
+                    Some(n) => Err(invalid(format!("limits.{name} = {n} must be 1..={max}"))),
+                }
+            };
+        let ms = |v: Option<u64>, default: u64, name: &str| -> Result<Duration, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(invalid(format!("limits.{name} must be above 0"))),
+                n if n > 86_400_000 => Err(invalid(format!("limits.{name} must be at most a day"))),
+                n => Ok(Duration::from_millis(n)),
+            }
+        };
+        let inference_threads = count(l.inference_threads, cores, "inference_threads", 256)?;
+        let limits = Limits {
+            max_connections: count(l.max_connections, 256, "max_connections", 100_000)?,
+            max_header_bytes: count(l.max_header_bytes, 16 * 1024, "max_header_bytes", 1 << 20)?,
+            max_headers: count(l.max_headers, 64, "max_headers", 1024)?,
+            max_request_line_bytes: count(
+                l.max_request_line_bytes,
+                8 * 1024,
+                "max_request_line_bytes",
+                1 << 20,
+            )?,
+            max_body_bytes: count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?,
+            header_timeout: ms(l.header_timeout_ms, 10_000, "header_timeout_ms")?,
+            body_timeout: ms(l.body_timeout_ms, 30_000, "body_timeout_ms")?,
+            idle_timeout: ms(l.idle_timeout_ms, 30_000, "idle_timeout_ms")?,
+            write_timeout: ms(l.write_timeout_ms, 10_000, "write_timeout_ms")?,
+            shutdown_timeout: ms(l.shutdown_timeout_ms, 10_000, "shutdown_timeout_ms")?,
+            inference_threads,
+            inference_queue: count(
+                l.inference_queue,
+                2 * inference_threads,
+                "inference_queue",
+                100_000,
+            )?,
+        };
+        let models = ModelsConfig {
+            dir: resolve(
+                raw.models
+                    .dir
+                    .ok_or_else(|| invalid("[models] dir is required".into()))?,
+            ),
+            default: raw.models.default,
+            enabled: raw.models.enabled,
+        };
+        let auth = AuthConfig {
+            api_keys_file: resolve(raw.auth.api_keys_file.ok_or_else(|| {
+                invalid("[auth] api_keys_file is required: inferd is never open".into())
+            })?),
+        };
+        let level_text = raw.log.level.unwrap_or_else(|| "info".into());
+        let log = LogConfig {
+            level: level_text.parse().map_err(|_| {
+                invalid(format!(
+                    "log.level {level_text:?} is not off/error/warn/info/debug/trace"
+                ))
+            })?,
+            access: raw.log.access.unwrap_or(true),
+            audit: raw.log.audit.unwrap_or(true),
+        };
+        Ok(Config {
+            listen,
+            tls,
+            limits,
+            models,
+            auth,
+            log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:0"
+[tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+[models]
+dir = "/opt/models"
+[auth]
+api_keys_file = "keys.toml"
+"#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(text, "test.toml", Path::new("/state"), |k| {
+            env.get(k).cloned()
+        })
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.tls.unwrap().cert, PathBuf::from("/state/tls/cert.pem"));
+        assert_eq!(c.models.dir, PathBuf::from("/opt/models"));
+        assert_eq!(c.limits.max_connections, 256);
+        assert_eq!(c.limits.inference_queue, 2 * c.limits.inference_threads);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = parse(
+            MINIMAL,
+            &[
+                ("INFERD_LIMITS_MAX_CONNECTIONS", "7"),
+                ("INFERD_LISTEN", "0.0.0.0:9"),
+                ("INFERD_MODELS_ENABLED", "a, b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.models.enabled, vec!["a", "b"]);
+        assert!(matches!(
+            parse(MINIMAL, &[("INFERD_LIMITS_MAX_CONNECTIONS", "x")]),
+            Err(ConfigError::Env { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse(&format!("{MINIMAL}\n[limits]\nmax_conections = 3\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+        let unknown = Config::unknown_env_vars(
+            ["INFERD_LISTEN".to_string(), "INFERD_LISTN".to_string()].into_iter(),
+        );
+        assert_eq!(unknown, vec!["INFERD_LISTN"]);
+    }
+
+    #[test]
+    fn tls_is_on_unless_switched_off_explicitly() {
+        let no_tls = MINIMAL.replace("cert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n", "");
+        assert!(
+            parse(&no_tls, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("enabled = false")
+        );
+        let plain = no_tls.replace("[tls]\n", "[tls]\nenabled = false\n");
+        assert!(parse(&plain, &[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        assert!(parse(&MINIMAL.replace("127.0.0.1:0", "localhost"), &[]).is_err());
+        assert!(
+            parse(
+                &format!("{MINIMAL}\n[limits]\nheader_timeout_ms = 0\n"),
+                &[]
+            )
+            .is_err()
+        );
+        assert!(parse(&format!("{MINIMAL}\n[log]\nlevel = \"loud\"\n"), &[]).is_err());
+    }
+}

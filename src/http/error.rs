@@ -1,0 +1,175 @@
+//! `ApiError`: the one place that knows HTTP status codes. Protocol errors from the server,
+//! auth errors and model errors all become an `ApiError`, which renders the JSON body
+//! `{"error": "<message>", "code": "<stable_snake_case>"}`.
+
+use super::response::Response;
+use crate::auth::AuthError;
+use crate::model::ModelError;
+
+/// Why the HTTP layer refused a request before it reached a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The request head or framing is malformed, or smuggling-shaped.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The request line is longer than `max_request_line_bytes`.
+    #[error("request line too long")]
+    UriTooLong,
+    /// More header bytes or fields than the configured caps.
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    /// A body without Content-Length (or with Transfer-Encoding, which we do not accept).
+    #[error("Content-Length required")]
+    LengthRequired,
+    /// Content-Length above `max_body_bytes`; decided before reading the body.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// An `Expect` other than `100-continue`.
+    #[error("unsupported Expect header")]
+    ExpectationFailed,
+    /// The head or body did not arrive before its deadline.
+    #[error("request not complete in time")]
+    Timeout,
+}
+
+/// An error answer to a request; `into_response` renders it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// No route, model or version by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but not for this method; `Allow` lists the ones it takes.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    /// Missing or invalid credentials. Detail goes to the audit log, never to the client.
+    #[error("unauthorized")]
+    Unauthorized { bearer: bool },
+    /// Valid credentials without the scope this route needs.
+    #[error("forbidden: missing scope {0}")]
+    Forbidden(String),
+    /// A body that is not JSON by its Content-Type.
+    #[error("unsupported media type: send application/json")]
+    UnsupportedMediaType,
+    /// The body is not well-formed JSON, or not the shape of request this route takes.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Tensor data that contradicts its own declared shape or framing.
+    #[error("{message}")]
+    BadInput { code: &'static str, message: String },
+    /// Well-formed input the model cannot take (datatype, shape, value, text length).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// The inference queue is full.
+    #[error("server busy, retry later")]
+    Overloaded,
+    /// Something failed on our side; the detail is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Status code, stable error code and client-facing message.
+    fn parts(&self) -> (u16, &'static str, String) {
+        use ApiError as E;
+        use HttpError as H;
+        match self {
+            E::Http(H::BadRequest(m)) => (400, "bad_request", m.clone()),
+            E::Http(H::UriTooLong) => (414, "uri_too_long", self.to_string()),
+            E::Http(H::HeadersTooLarge) => (431, "headers_too_large", self.to_string()),
+            E::Http(H::LengthRequired) => (411, "length_required", self.to_string()),
+            E::Http(H::PayloadTooLarge) => (413, "payload_too_large", self.to_string()),
+            E::Http(H::ExpectationFailed) => (417, "expectation_failed", self.to_string()),
+            E::Http(H::Timeout) => (408, "request_timeout", self.to_string()),
+            E::NotFound(m) => (404, "not_found", m.clone()),
+            E::MethodNotAllowed { .. } => (405, "method_not_allowed", self.to_string()),
+            E::Unauthorized { .. } => (401, "unauthorized", self.to_string()),
+            E::Forbidden(_) => (403, "forbidden", self.to_string()),
+            E::UnsupportedMediaType => (415, "unsupported_media_type", self.to_string()),
+            E::Malformed(m) => (400, "malformed_json", m.clone()),
+            E::BadInput { code, message } => (400, code, message.clone()),
+            E::Unprocessable { code, message } => (422, code, message.clone()),
+            E::Overloaded => (503, "overloaded", self.to_string()),
+            E::Internal(_) => (500, "internal", "internal error".to_owned()),
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        self.parts().0
+    }
+
+    /// Renders the error as a JSON response with the headers its status calls for.
+    pub fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            log::error!("internal error: {detail}");
+        }
+        let (status, code, message) = self.parts();
+        let body = serde_json::json!({ "error": message, "code": code });
+        let response = Response::json(status, &body);
+        match self {
+            ApiError::MethodNotAllowed { allow } => response.with_header("allow", allow),
+            ApiError::Unauthorized { bearer: true } => response.with_header(
+                "www-authenticate",
+                r#"Bearer realm="inferd", error="invalid_token""#,
+            ),
+            ApiError::Unauthorized { bearer: false } => {
+                response.with_header("www-authenticate", r#"ApiKey realm="inferd""#)
+            }
+            ApiError::Overloaded => response.with_header("retry-after", "1"),
+            _ => response,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Unauthorized {
+            bearer: e.was_bearer(),
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        use ModelError as M;
+        let message = e.to_string();
+        match e {
+            M::UnknownModel(_) | M::UnknownVersion { .. } => ApiError::NotFound(message),
+            M::Invalid { code, .. } => ApiError::BadInput { code, message },
+            M::Input { code, .. } => ApiError::Unprocessable { code, message },
+            M::Busy => ApiError::Overloaded,
+            M::Inference(_) | M::Load { .. } | M::Manifest { .. } | M::Tokenizer { .. } => {
+                ApiError::Internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak_detail() {
+        let r = ApiError::Internal("secret path /etc/x".into()).into_response();
+        assert_eq!(r.status(), 500);
+        assert!(!String::from_utf8_lossy(r.body()).contains("/etc/x"));
+    }
+
+    #[test]
+    fn each_error_has_its_status_and_headers() {
+        assert_eq!(ApiError::from(HttpError::PayloadTooLarge).status(), 413);
+        let r = ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into_response();
+        assert_eq!((r.status(), r.header("allow")), (405, Some("GET, HEAD")));
+        let r = ApiError::Overloaded.into_response();
+        assert_eq!((r.status(), r.header("retry-after")), (503, Some("1")));
+        let r = ApiError::Unauthorized { bearer: true }.into_response();
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Handlers: parse the request, call the domain, shape the reply. Auth, limits and logging
+//! happened in the router already.
+
+use super::error::ApiError;
+use super::request::Request;
+use super::response::Response;
+use crate::App;
+use crate::auth::{Principal, Scope};
+use crate::model::tensor::{Data, DataType, Tensor};
+use crate::model::{Model, ModelError};
+use crate::oip;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictInput {
+    text: String,
+    model: Option<String>,
+}
+
+/// `POST /predict {"text": "..", "model"?: ".."}`: classify one text.
+pub fn predict(app: &App, req: &Request, who: Option<&Principal>) -> Result<Response, ApiError> {
+    let input: PredictInput = req.json()?;
+    let model = match &input.model {
+        Some(name) => app.models.get(name, None)?,
+        None => app.models.default_text()?,
+    };
+    let scope = Scope::Predict(model.name());
+    if !who.is_some_and(|p| p.allows(scope)) {
+        return Err(ApiError::Forbidden(scope.to_string()));
+    }
+    let result = app.models.classify(&model, vec![input.text])?;
+    let Some(c) = result.into_iter().next() else {
+        return Err(ApiError::Internal("classifier returned nothing".into()));
+    };
+    Ok(Response::json(
+        200,
+        &json!({
+            "prediction": c.label,
+            "score": c.score,
+            "scores": c.scores,
+            "model": model.name(),
+            "model_version": model.manifest.version,
+        }),
+    ))
+}
+
+/// `POST /v2/models/{name}[/versions/{v}]/infer`: Open Inference Protocol inference, JSON
+/// or with Triton's binary tensor data.
+pub fn infer(
+    app: &App,
+    req: &Request,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Response, ApiError> {
+    let model = app.models.get(name, version)?;
+    let header_len = match req.header("inference-header-content-length") {
+        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+            ApiError::Malformed("Inference-Header-Content-Length must be a byte count".into())
+        })?),
+        None => {
+            req.require_json()?;
+            None
+        }
+    };
+    let mut request = oip::decode(&req.body, header_len)?;
+    let inputs = std::mem::take(&mut request.inputs);
+    let outputs = if model.is_text() {
+        classify_tensor(app, &model, inputs)?
+    } else {
+        app.models.infer(&model, inputs)?
+    };
+    let encoded = oip::encode(model.name(), &model.manifest.version, &request, outputs)?;
+    Ok(match encoded.header_len {
+        Some(n) => Response::bytes(200, "application/octet-stream", encoded.body)
+            .with_header("inference-header-content-length", n.to_string()),
+        None => Response::bytes(200, "application/json", encoded.body),
+    })
+}
+
+/// OIP on a text model: one BYTES input `text` of shape `[n]` (or `[n, 1]`); outputs the
+/// probabilities `[n, labels]` and the winning `label` `[n]`.
+fn classify_tensor(
+    app: &App,
+    model: &Arc<Model>,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, ApiError> {
+    let [input]: [Tensor; 1] = inputs.try_into().map_err(|_| {
+        ModelError::input(
+            "wrong_inputs",
+            "a text model takes exactly one input, text (BYTES)".into(),
+        )
+    })?;
+    let n = input.shape.first().copied().unwrap_or(0);
+    let shape_ok =
+        matches!(input.shape.as_slice(), [_] | [_, 1]) && n >= 1 && n <= model.manifest.max_batch;
+    let Data::Bytes(items) = input.data else {
+        return Err(ModelError::input("wrong_datatype", "input text must be BYTES".into()).into());
+    };
+    if input.name != "text" || !shape_ok {
+        return Err(ModelError::input(
+            "wrong_shape",
+            format!(
+                "input must be text with shape [n] or [n, 1], n in 1..={}",
+                model.manifest.max_batch
+            ),
+        )
+        .into());
+    }
+    let texts = items
+        .into_iter()
+        .map(|b| {
+            String::from_utf8(b)
+                .map_err(|_| ModelError::input("invalid_utf8", "text must be UTF-8".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = app.models.classify(model, texts)?;
+    let labels = model.manifest.labels.len();
+    let probabilities = results
+        .iter()
+        .flat_map(|c| c.probabilities.iter().copied())
+        .collect();
+    let label = results
+        .iter()
+        .map(|c| c.label.clone().into_bytes())
+        .collect();
+    Ok(vec![
+        Tensor {
+            name: "probabilities".into(),
+            shape: vec![n, labels],
+            data: Data::F32(probabilities),
+        },
+        Tensor {
+            name: "label".into(),
+            shape: vec![n],
+            data: Data::Bytes(label),
+        },
+    ])
+}
+
+fn tensor_meta(name: &str, datatype: DataType, shape: &[i64]) -> serde_json::Value {
+    json!({ "name": name, "datatype": datatype.as_str(), "shape": shape })
+}
+
+/// `GET /v2/models/{name}[/versions/{v}]`: OIP model metadata.
+pub fn model_metadata(app: &App, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    let model = app.models.get(name, version)?;
+    let m = &model.manifest;
+    let (inputs, outputs): (Vec<_>, Vec<_>) = if model.is_text() {
+        let n = m.labels.len() as i64;
+        (
+            vec![tensor_meta("text", DataType::Bytes, &[-1])],
+            vec![
+                tensor_meta("probabilities", DataType::Fp32, &[-1, n]),
+                tensor_meta("label", DataType::Bytes, &[-1]),
+            ],
+        )
+    } else {
+        (
+            m.inputs
+                .iter()
+                .map(|s| tensor_meta(&s.name, s.datatype, &s.shape))
+                .collect(),
+            m.outputs
+                .iter()
+                .map(|s| tensor_meta(&s.name, s.datatype, &s.shape))
+                .collect(),
+        )
+    };
+    Ok(Response::json(
+        200,
+        &json!({
+            "name": m.name,
+            "versions": [m.version],
+            "platform": "onnx_tract",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": { "task": model.is_text().then_some("text-classification").unwrap_or("tensor"),
+                            "labels": m.labels, "description": m.description },
+        }),
+    ))
+}
+
+/// `GET /v2/models/{name}[/versions/{v}]/ready`: 200 when loaded (every served model is).
+pub fn model_ready(app: &App, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    app.models.get(name, version)?;
+    Ok(Response::empty(200))
+}
+
+/// `GET /v2`: OIP server metadata.
+pub fn server_metadata() -> Response {
+    Response::json(
+        200,
+        &json!({
+            "name": "inferd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "extensions": ["binary_tensor_data"],
+        }),
+    )
+}
+
+/// `GET /readyz`: readiness with detail per model.
+pub fn readyz(app: &App) -> Response {
+    let models: serde_json::Map<String, serde_json::Value> = app
+        .models
+        .models()
+        .map(|m| {
+            (
+                m.name().to_owned(),
+                json!({ "ready": true, "version": m.manifest.version }),
+            )
+        })
+        .collect();
+    Response::json(200, &json!({ "ready": true, "models": models }))
+}

@@ -1,0 +1,96 @@
+//! Our own request type: what a handler may see of a request that passed the HTTP layer.
+
+use super::error::ApiError;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// DER of the client certificate's end-entity, when the TLS layer verified one.
+    pub client_cert: Option<Arc<[u8]>>,
+}
+
+/// A complete request: head and body, read within their deadlines and caps.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub conn: ConnInfo,
+}
+
+impl Request {
+    /// Builds a request from its parts (the server, tests and benches use this).
+    pub fn new(
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        conn: ConnInfo,
+    ) -> Self {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.to_owned(), None),
+        };
+        Request {
+            method: method.to_owned(),
+            path,
+            query,
+            headers,
+            body,
+            conn,
+        }
+    }
+
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of the body, lower-cased, without parameters.
+    pub fn media_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// Checks the body is declared JSON (or undeclared, as some OIP clients send it).
+    pub fn require_json(&self) -> Result<(), ApiError> {
+        match self.media_type().as_deref() {
+            None | Some("application/json") => Ok(()),
+            Some(t) if t.ends_with("+json") => Ok(()),
+            Some(_) => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
+    /// Parses the body as JSON into `T`: 415 for a non-JSON type, 400 for malformed JSON, 422
+    /// for JSON of the wrong schema
+    /// (serde_json caps nesting at 128, so deep nesting is a 400, not a stack overflow).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        self.require_json()?;
+        serde_json::from_slice(&self.body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Unprocessable {
+                code: "invalid_request",
+                message: e.to_string(),
+            },
+            _ => ApiError::Malformed(e.to_string()),
+        })
+    }
+}

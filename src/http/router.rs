@@ -1,0 +1,225 @@
+//! The router: one `match` from method and path to a handler. Authentication, scope checks,
+//! panic-free error rendering and the access/audit log happen here once, never in handlers.
+
+use super::error::ApiError;
+use super::handlers;
+use super::request::Request;
+use super::response::Response;
+use crate::App;
+use crate::auth::{Principal, Scope};
+use std::time::Instant;
+
+/// A resolved route, borrowing names from the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Predict,
+    Infer {
+        model: &'a str,
+        version: Option<&'a str>,
+    },
+    ModelMetadata {
+        model: &'a str,
+        version: Option<&'a str>,
+    },
+    ModelReady {
+        model: &'a str,
+        version: Option<&'a str>,
+    },
+    ServerMetadata,
+    Live,
+    Ready,
+    Healthz,
+    Readyz,
+}
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+
+impl<'a> Route<'a> {
+    /// Finds the route for a path and the methods it takes.
+    pub fn resolve(path: &'a str) -> Option<(Route<'a>, &'static str)> {
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let model_route = |model: &'a str, version: Option<&'a str>, rest: &[&str]| match rest {
+            [] => Some((Route::ModelMetadata { model, version }, GET)),
+            ["ready"] => Some((Route::ModelReady { model, version }, GET)),
+            ["infer"] => Some((Route::Infer { model, version }, POST)),
+            _ => None,
+        };
+        match segments.as_slice() {
+            ["predict"] => Some((Route::Predict, POST)),
+            ["v2"] => Some((Route::ServerMetadata, GET)),
+            ["v2", "health", "live"] => Some((Route::Live, GET)),
+            ["v2", "health", "ready"] => Some((Route::Ready, GET)),
+            ["healthz"] => Some((Route::Healthz, GET)),
+            ["readyz"] => Some((Route::Readyz, GET)),
+            ["v2", "models", model, "versions", version, rest @ ..]
+                if !model.is_empty() && !version.is_empty() =>
+            {
+                model_route(model, Some(version), rest)
+            }
+            ["v2", "models", model, rest @ ..] if !model.is_empty() => {
+                model_route(model, None, rest)
+            }
+            _ => None,
+        }
+    }
+
+    /// The scope this route needs, or `None` for open routes. `/predict` names its model in
+    /// the body, so its scope is checked once the handler knows the model.
+    fn scope(self) -> Option<Scope<'a>> {
+        match self {
+            Route::Infer { model, .. }
+            | Route::ModelMetadata { model, .. }
+            | Route::ModelReady { model, .. } => Some(Scope::Predict(model)),
+            Route::Predict => Some(Scope::Predict("")),
+            Route::ServerMetadata | Route::Live | Route::Ready | Route::Healthz | Route::Readyz => {
+                None
+            }
+        }
+    }
+
+    /// A low-cardinality label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Predict => "/predict",
+            Route::Infer { .. } => "/v2/models/infer",
+            Route::ModelMetadata { .. } => "/v2/models",
+            Route::ModelReady { .. } => "/v2/models/ready",
+            Route::ServerMetadata => "/v2",
+            Route::Live => "/v2/health/live",
+            Route::Ready => "/v2/health/ready",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+        }
+    }
+}
+
+/// Answers one request: the server's `Handler`.
+pub fn route(app: &App, req: &Request) -> Response {
+    let started = Instant::now();
+    let mut who: Option<Principal> = None;
+    let response = dispatch(app, req, &mut who).unwrap_or_else(ApiError::into_response);
+    if app.log.access {
+        log::info!(
+            target: "inferd::access",
+            "{} {} {} {}us peer={} principal={}",
+            req.method,
+            req.path,
+            response.status(),
+            started.elapsed().as_micros(),
+            req.conn.peer,
+            who.as_ref().map_or("-", |p| p.id.as_str())
+        );
+    }
+    response
+}
+
+fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Response, ApiError> {
+    let (route, allow) = Route::resolve(&req.path)
+        .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
+    let method = req.method.as_str();
+    if method == "OPTIONS" {
+        return Ok(Response::empty(204).with_header("allow", allow));
+    }
+    let allowed = allow.split(", ").any(|m| m == method);
+    if !allowed {
+        return Err(ApiError::MethodNotAllowed { allow });
+    }
+    if let Some(scope) = route.scope() {
+        let principal = app
+            .auth
+            .authenticate(req)
+            .inspect_err(|e| audit(app, req, e.reason()))?;
+        if !matches!(scope, Scope::Predict("")) && !principal.allows(scope) {
+            audit(app, req, "missing_scope");
+            return Err(ApiError::Forbidden(scope.to_string()));
+        }
+        *who = Some(principal);
+    }
+    match route {
+        Route::Predict => handlers::predict(app, req, who.as_ref()),
+        Route::Infer { model, version } => handlers::infer(app, req, model, version),
+        Route::ModelMetadata { model, version } => handlers::model_metadata(app, model, version),
+        Route::ModelReady { model, version } => handlers::model_ready(app, model, version),
+        Route::ServerMetadata => Ok(handlers::server_metadata()),
+        Route::Live | Route::Ready => Ok(Response::empty(200)),
+        Route::Healthz => Ok(Response::json(200, &serde_json::json!({ "status": "ok" }))),
+        Route::Readyz => Ok(handlers::readyz(app)),
+    }
+}
+
+/// One JSON line per refused authentication or authorisation. Never the credential.
+fn audit(app: &App, req: &Request, reason: &str) {
+    if app.log.audit {
+        let line = serde_json::json!({
+            "event": "auth_failure",
+            "reason": reason,
+            "peer": req.conn.peer.to_string(),
+            "method": req.method,
+            "path": req.path,
+        });
+        log::warn!(target: "inferd::audit", "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_every_route_shape() {
+        assert_eq!(Route::resolve("/predict"), Some((Route::Predict, POST)));
+        assert_eq!(
+            Route::resolve("/v2/models/digits/versions/1/infer"),
+            Some((
+                Route::Infer {
+                    model: "digits",
+                    version: Some("1")
+                },
+                POST
+            ))
+        );
+        assert_eq!(
+            Route::resolve("/v2/models/digits"),
+            Some((
+                Route::ModelMetadata {
+                    model: "digits",
+                    version: None
+                },
+                GET
+            ))
+        );
+        assert_eq!(
+            Route::resolve("/v2/models/digits/ready").map(|r| r.1),
+            Some(GET)
+        );
+        assert_eq!(
+            Route::resolve("/v2/health/ready"),
+            Some((Route::Ready, GET))
+        );
+        assert_eq!(Route::resolve("/v2/models//infer"), None);
+        assert_eq!(Route::resolve("/v2/models/digits/versions//infer"), None);
+        assert_eq!(Route::resolve("/nope"), None);
+        assert_eq!(Route::resolve("*"), None);
+    }
+
+    #[test]
+    fn open_routes_need_no_scope() {
+        for path in [
+            "/v2",
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert_eq!(Route::resolve(path).unwrap().0.scope(), None, "{path}");
+        }
+        assert!(
+            Route::resolve("/v2/models/x/infer")
+                .unwrap()
+                .0
+                .scope()
+                .is_some()
+        );
+    }
+}

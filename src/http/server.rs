@@ -1,0 +1,333 @@
+//! The accept loop: one thread per connection up to `max_connections` (beyond: a quick 503
+//! from a small bounded set of rejector threads, else a plain close), socket timeouts, and
+//! graceful shutdown that stops accepting and drains in-flight requests within a deadline.
+
+use super::conn::{self, Stream};
+use super::error::ApiError;
+use super::request::{ConnInfo, Request};
+use super::response::Response;
+use super::tls::TlsAcceptor;
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// What answers requests. The router implements it; tests may plug in their own.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: &Request) -> Response;
+}
+
+impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Handler for F {
+    fn handle(&self, req: &Request) -> Response {
+        self(req)
+    }
+}
+
+/// Caps and deadlines of the HTTP layer, from `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_request_line: usize,
+    pub max_body_bytes: usize,
+    /// TLS handshake plus request head, as a whole.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+/// How many connections over the cap may be answered 503 at once; the rest are closed.
+const MAX_REJECTORS: usize = 4;
+/// Deadline for a rejector's handshake and write.
+const REJECT_DEADLINE: Duration = Duration::from_secs(1);
+const CONN_STACK: usize = 512 * 1024;
+
+struct Tracked {
+    tcp: TcpStream,
+    busy: Arc<AtomicBool>,
+}
+
+/// State shared by the accept loop, connection threads and stoppers.
+pub(crate) struct Shared {
+    stopping: AtomicBool,
+    conns: Mutex<HashMap<u64, Tracked>>,
+    drained: Condvar,
+    rejecting: AtomicUsize,
+    next_id: AtomicU64,
+    wake_addr: SocketAddr,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Tracked>> {
+        // A poisoned registry only means a thread panicked while holding it; the map is fine.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a connection from the registry when its thread ends, however it ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut conns = self.shared.conns();
+        conns.remove(&self.id);
+        if conns.is_empty() {
+            self.shared.drained.notify_all();
+        }
+    }
+}
+
+/// Starts graceful shutdown from anywhere (a signal thread, a test).
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+}
+
+impl Stopper {
+    /// Stops accepting; in-flight requests finish, idle connections close.
+    pub fn stop(&self) {
+        if !self.shared.stopping.swap(true, Ordering::SeqCst) {
+            // Wake the blocking accept() with a connection of our own.
+            let _ = TcpStream::connect_timeout(&self.shared.wake_addr, Duration::from_secs(1));
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` and starts accepting on a background thread.
+    pub fn start(
+        addr: SocketAddr,
+        settings: Settings,
+        tls: Option<TlsAcceptor>,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        let wake_ip = match local_addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(a) if a.ip().is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+            a => a.ip(),
+        };
+        let shared = Arc::new(Shared {
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            drained: Condvar::new(),
+            rejecting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            wake_addr: SocketAddr::new(wake_ip, local_addr.port()),
+        });
+        let accept_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("inferd-accept".into())
+            .spawn(move || accept_loop(listener, settings, tls, handler, accept_shared))?;
+        Ok(Server {
+            local_addr,
+            shared,
+            thread,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Blocks until the server has stopped and drained.
+    pub fn wait(self) {
+        let _ = self.thread.join();
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    settings: Settings,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<dyn Handler>,
+    shared: Arc<Shared>,
+) {
+    let settings = Arc::new(settings);
+    loop {
+        let (tcp, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if shared.stopping() {
+                    break;
+                }
+                // EMFILE and friends: keep listening (never give up on accept), but do not spin.
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if shared.stopping() {
+            break;
+        }
+        let _ = tcp.set_nodelay(true);
+        let _ = tcp.set_write_timeout(Some(settings.write_timeout));
+        if shared.conns().len() >= settings.max_connections {
+            reject_over_cap(tcp, peer, tls.clone(), &shared);
+            continue;
+        }
+        spawn_connection(tcp, peer, &settings, tls.as_ref(), &handler, &shared);
+    }
+    drop(listener);
+    drain(&shared, &settings);
+}
+
+fn spawn_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    settings: &Arc<Settings>,
+    tls: Option<&TlsAcceptor>,
+    handler: &Arc<dyn Handler>,
+    shared: &Arc<Shared>,
+) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let busy = Arc::new(AtomicBool::new(false));
+    match tcp.try_clone() {
+        Ok(clone) => {
+            let tracked = Tracked {
+                tcp: clone,
+                busy: busy.clone(),
+            };
+            shared.conns().insert(id, tracked);
+        }
+        Err(e) => return log::warn!("cannot track connection from {peer}: {e}"),
+    }
+    let (settings, tls, handler, thread_shared) = (
+        settings.clone(),
+        tls.cloned(),
+        handler.clone(),
+        shared.clone(),
+    );
+    let spawned = thread::Builder::new()
+        .name("inferd-conn".into())
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            let shared = thread_shared;
+            let _registration = Registration {
+                shared: &shared,
+                id,
+            };
+            let accepted = Instant::now();
+            let stream = match Stream::open(tcp, tls.as_ref(), accepted + settings.header_timeout) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    return log::debug!("connection from {peer} closed before a request: {e}");
+                }
+            };
+            let conn = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+                client_cert: match &stream {
+                    Stream::Tls(t) => t.client_cert(),
+                    Stream::Plain(_) => None,
+                },
+            };
+            conn::serve(
+                stream,
+                conn,
+                accepted,
+                &settings,
+                handler.as_ref(),
+                &shared,
+                &busy,
+            );
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start a thread for {peer}: {e}");
+        shared.conns().remove(&id);
+    }
+}
+
+/// Answers a connection over the cap with 503, from a bounded number of short-lived
+/// threads; when those are all busy the connection is simply closed.
+fn reject_over_cap(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: &Arc<Shared>,
+) {
+    if shared.rejecting.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTORS {
+        shared.rejecting.fetch_sub(1, Ordering::SeqCst);
+        let _ = tcp.shutdown(Shutdown::Both);
+        return;
+    }
+    let thread_shared = shared.clone();
+    let spawned = thread::Builder::new()
+        .name("inferd-reject".into())
+        .stack_size(CONN_STACK)
+        .spawn(move || {
+            let _ = tcp.set_write_timeout(Some(REJECT_DEADLINE));
+            if let Ok(mut stream) = Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE) {
+                let response = ApiError::Overloaded.into_response();
+                let mut out = Vec::new();
+                response.write_to(&mut out, false, false);
+                let _ = stream.write_all(&out);
+                log::info!(target: "inferd::access", "- - 503 peer={peer} principal=- (connection cap)");
+                stream.close();
+            }
+            thread_shared.rejecting.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        // The closure (and the socket) were dropped; undo the count it would have undone.
+        shared.rejecting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Closes idle connections at once and waits for busy ones up to `shutdown_timeout`; then
+/// cuts whatever is left.
+fn drain(shared: &Shared, settings: &Settings) {
+    let deadline = Instant::now() + settings.shutdown_timeout;
+    let mut conns = shared.conns();
+    loop {
+        for tracked in conns.values() {
+            if !tracked.busy.load(Ordering::SeqCst) {
+                let _ = tracked.tcp.shutdown(Shutdown::Both);
+            }
+        }
+        if conns.is_empty() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!("shutdown: cutting {} connection(s) still busy", conns.len());
+            for tracked in conns.values() {
+                let _ = tracked.tcp.shutdown(Shutdown::Both);
+            }
+            return;
+        }
+        // Wake at least every 100 ms to close connections that went idle meanwhile.
+        let wait = left.min(Duration::from_millis(100));
+        conns = match shared.drained.wait_timeout(conns, wait) {
+            Ok((guard, _)) => guard,
+            Err(p) => p.into_inner().0,
+        };
+    }
+}

@@ -1,0 +1,180 @@
+//! TLS: the only file that touches rustls. Loads PEM certificate and key, and drives the
+//! handshake and record I/O by hand over a blocking socket, so that every read honours the
+//! caller's deadline (a client trickling bytes cannot stretch a handshake) and a peer that
+//! closes mid-handshake ends the connection instead of spinning (RUSTSEC-2024-0336).
+
+use rustls::ServerConnection;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why the TLS configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file is missing, unreadable or holds no PEM certificate.
+    #[error("TLS certificate {path}: {reason}")]
+    Cert { path: String, reason: String },
+    /// The key file is missing, unreadable or holds no PEM private key.
+    #[error("TLS private key {path}: {reason}")]
+    Key { path: String, reason: String },
+    /// rustls refused the pair (e.g. the key does not match the certificate).
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// A loaded server configuration, cheap to clone and share across connections.
+#[derive(Clone)]
+pub struct TlsAcceptor {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl TlsAcceptor {
+    /// Loads a PEM certificate chain and private key. TLS 1.2 and 1.3 only, ring provider
+    /// (ring, not aws-lc-rs: builds for ARM without cmake), ALPN `http/1.1`.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| TlsError::Cert {
+                path: cert.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::Cert {
+                path: cert.display().to_string(),
+                reason: "no certificate in file".into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+            path: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor {
+            config: Arc::new(config),
+        })
+    }
+
+    /// Runs the handshake, which must finish before `deadline`.
+    pub fn accept(&self, tcp: TcpStream, deadline: Instant) -> io::Result<TlsStream> {
+        let conn = ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+        let mut stream = TlsStream {
+            conn,
+            tcp,
+            eof: false,
+        };
+        while stream.conn.is_handshaking() {
+            stream.flush_tls()?;
+            if !stream.conn.wants_read() {
+                // Neither side can make progress: never loop here (the RUSTSEC-2024-0336 shape).
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS handshake stalled",
+                ));
+            }
+            stream.fill(deadline)?;
+            if stream.eof || stream.peer_closed() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed during TLS handshake",
+                ));
+            }
+        }
+        stream.flush_tls()?;
+        Ok(stream)
+    }
+}
+
+/// A server-side TLS session over a blocking TCP socket.
+pub struct TlsStream {
+    conn: ServerConnection,
+    tcp: TcpStream,
+    eof: bool,
+}
+
+impl TlsStream {
+    /// The client's end-entity certificate, when one was presented and verified.
+    pub fn client_cert(&self) -> Option<Arc<[u8]>> {
+        self.conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Arc::from(c.as_ref()))
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    fn peer_closed(&mut self) -> bool {
+        self.conn
+            .process_new_packets()
+            .map(|s| s.peer_has_closed())
+            .unwrap_or(true)
+    }
+
+    /// Reads one batch of TLS records from the socket and processes them; sends any alert.
+    fn fill(&mut self, deadline: Instant) -> io::Result<()> {
+        super::conn::set_deadline(&self.tcp, deadline)?;
+        let n = match self.conn.read_tls(&mut self.tcp) {
+            Ok(n) => n,
+            Err(e) => return Err(super::conn::timeout_kind(e)),
+        };
+        if n == 0 {
+            self.eof = true;
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            let _ = self.flush_tls();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        Ok(())
+    }
+
+    fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.tcp)?;
+        }
+        Ok(())
+    }
+
+    /// Reads decrypted bytes; `Ok(0)` is end of stream.
+    pub fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if self.eof {
+                return Ok(0);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Encrypts and sends all of `data` (the socket's write timeout bounds each write).
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        // Chunks below rustls' default 64 KiB plaintext buffer limit, flushed in between.
+        for chunk in data.chunks(16 * 1024) {
+            self.conn.writer().write_all(chunk)?;
+            self.flush_tls()?;
+        }
+        Ok(())
+    }
+
+    /// Sends close_notify.
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush_tls();
+    }
+}

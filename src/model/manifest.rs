@@ -1,0 +1,153 @@
+//! `model.toml`: what a model takes and returns, its task, labels and preprocessing.
+//! Parsed once at load and validated, so the rest of the code trusts it.
+
+use super::tensor::DataType;
+use serde::Deserialize;
+
+/// What the model is for, which decides its HTTP surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Task {
+    /// Text in, one probability per label out; served by `/predict` and OIP with BYTES input.
+    #[serde(rename = "text-classification")]
+    TextClassification,
+    /// Tensors in, tensors out; served by OIP.
+    #[serde(rename = "tensor")]
+    Tensor,
+}
+
+/// One tensor of the ONNX graph; `-1` marks a dynamic axis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// Tokenisation of text models.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpec {
+    /// `tokenizer.json`, relative to the model folder.
+    pub tokenizer: String,
+    /// Most tokens (with special tokens) a text may have; longer is refused, not truncated.
+    pub max_tokens: usize,
+    /// Sequence lengths the runtime pads to, ascending, the last equal to `max_tokens`.
+    pub buckets: Vec<usize>,
+    /// Most UTF-8 bytes of text, checked before tokenising.
+    pub max_text_bytes: usize,
+}
+
+/// A model's `model.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub task: Task,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Largest batch (first axis) a tensor request may carry.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    pub text: Option<TextSpec>,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+fn default_max_batch() -> usize {
+    64
+}
+
+impl Manifest {
+    /// Parses and checks a manifest; the error says what is wrong.
+    pub fn parse(text: &str, folder_name: &str) -> Result<Manifest, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        if m.name != folder_name {
+            return Err(format!(
+                "name {:?} differs from its folder {folder_name:?}",
+                m.name
+            ));
+        }
+        if m.inputs.is_empty() || m.outputs.is_empty() {
+            return Err("needs at least one input and one output".into());
+        }
+        if m.max_batch == 0 {
+            return Err("max_batch must be at least 1".into());
+        }
+        for spec in m.inputs.iter().chain(&m.outputs) {
+            if spec.shape.is_empty() || spec.shape.iter().any(|&d| d == 0 || d < -1) {
+                return Err(format!("tensor {}: dims must be positive or -1", spec.name));
+            }
+        }
+        match (m.task, &m.text) {
+            (Task::TextClassification, None) => {
+                return Err("text-classification needs [text]".into());
+            }
+            (Task::TextClassification, Some(t)) => {
+                let ascending = t.buckets.windows(2).all(|w| w[0] < w[1]);
+                if t.buckets.is_empty() || !ascending || t.buckets.last() != Some(&t.max_tokens) {
+                    return Err("text.buckets must ascend and end at max_tokens".into());
+                }
+                if m.labels.len() < 2 {
+                    return Err("text-classification needs two or more labels".into());
+                }
+                if m.outputs.len() != 1
+                    || m.outputs[0].shape.last() != Some(&(m.labels.len() as i64))
+                {
+                    return Err("text-classification needs one output [batch, labels]".into());
+                }
+                for name in ["input_ids", "attention_mask"] {
+                    if !m.inputs.iter().any(|i| i.name == name) {
+                        return Err(format!("text-classification needs input {name}"));
+                    }
+                }
+            }
+            (Task::Tensor, Some(_)) => {
+                return Err("[text] only applies to text-classification".into());
+            }
+            (Task::Tensor, None) => {}
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGITS: &str = r#"
+name = "digits"
+version = "1"
+task = "tensor"
+[[inputs]]
+name = "input"
+datatype = "FP32"
+shape = [-1, 64]
+[[outputs]]
+name = "probabilities"
+datatype = "FP32"
+shape = [-1, 10]
+"#;
+
+    #[test]
+    fn parses_a_tensor_manifest() {
+        let m = Manifest::parse(DIGITS, "digits").unwrap();
+        assert_eq!(m.inputs[0].shape, vec![-1, 64]);
+        assert_eq!(m.max_batch, 64);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_wrong_name_and_bad_dims() {
+        assert!(Manifest::parse(&format!("{DIGITS}\nextra = 1"), "digits").is_err());
+        assert!(
+            Manifest::parse(DIGITS, "other")
+                .unwrap_err()
+                .contains("folder")
+        );
+        let bad = DIGITS.replace("[-1, 64]", "[-1, 0]");
+        assert!(Manifest::parse(&bad, "digits").is_err());
+    }
+}

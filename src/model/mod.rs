@@ -1,0 +1,491 @@
+//! The model repository: manifests and ONNX graphs under `models.dir`, loaded and optimised
+//! once at start, and the two things a request can ask of a model (classify text, infer on
+//! tensors), both run on the bounded inference pool.
+
+pub mod manifest;
+pub mod pool;
+mod runtime;
+pub mod tensor;
+pub mod text;
+
+use manifest::{Manifest, Task};
+use pool::Pool;
+use runtime::{Dim, Graph, Plan};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tensor::{Data, DataType, Tensor};
+use text::Preprocessor;
+
+/// Why a model could not be found, loaded or run, or why an input was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No model by that name is loaded.
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    /// The model exists but not in that version.
+    #[error("model {model:?} has no version {version:?}")]
+    UnknownVersion { model: String, version: String },
+    /// The request contradicts itself (data length vs shape, binary framing): 400.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// A well-formed input this model cannot take (datatype, shape, value, text): 422.
+    #[error("{message}")]
+    Input { code: &'static str, message: String },
+    /// The inference queue is full.
+    #[error("inference queue full")]
+    Busy,
+    /// The runtime failed on an input that passed validation.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// A model file could not be read, parsed or optimised.
+    #[error("model {path}: {reason}")]
+    Load { path: String, reason: String },
+    /// A `model.toml` is missing or wrong.
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: String, reason: String },
+    /// A `tokenizer.json` could not be loaded.
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer { path: String, reason: String },
+}
+
+impl ModelError {
+    pub(crate) fn input(code: &'static str, message: String) -> Self {
+        ModelError::Input { code, message }
+    }
+
+    pub(crate) fn invalid(code: &'static str, message: String) -> Self {
+        ModelError::Invalid { code, message }
+    }
+}
+
+/// The answer of a text classifier for one text.
+#[derive(Debug, Clone, Serialize)]
+pub struct Classification {
+    pub label: String,
+    pub score: f32,
+    pub scores: BTreeMap<String, f32>,
+    #[serde(skip)]
+    pub probabilities: Vec<f32>,
+}
+
+enum Runner {
+    /// One plan per length bucket, ascending; inputs pinned to `[1, bucket]`.
+    Text {
+        pre: Preprocessor,
+        plans: Vec<(usize, Plan)>,
+    },
+    /// One plan with a symbolic batch axis.
+    Tensor { plan: Plan },
+}
+
+/// A loaded model: its manifest and its runnable plans.
+pub struct Model {
+    pub manifest: Manifest,
+    graph_outputs: Vec<String>,
+    graph_inputs: Vec<String>,
+    runner: Runner,
+}
+
+impl Model {
+    /// Loads `dir/model.toml`, `dir/model.onnx` (and the tokenizer), and optimises the plans.
+    pub fn load(dir: &Path) -> Result<Model, ModelError> {
+        let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let manifest_path = dir.join("model.toml");
+        let manifest_err = |reason: String| ModelError::Manifest {
+            path: manifest_path.display().to_string(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|e| manifest_err(e.to_string()))?;
+        let manifest = Manifest::parse(&text, folder).map_err(manifest_err)?;
+        let onnx_path = dir.join("model.onnx");
+        let load_err = |reason: String| ModelError::Load {
+            path: onnx_path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(&onnx_path).map_err(|e| load_err(e.to_string()))?;
+        let graph = Graph::parse(&bytes).map_err(load_err)?;
+        // The manifest must describe the graph exactly, in graph order.
+        let declared: Vec<&str> = manifest.inputs.iter().map(|s| s.name.as_str()).collect();
+        if graph.inputs != declared {
+            return Err(load_err(format!(
+                "graph inputs {:?}, manifest says {declared:?}",
+                graph.inputs
+            )));
+        }
+        if graph.outputs.len() != manifest.outputs.len() {
+            return Err(load_err(format!(
+                "graph outputs {:?} differ from the manifest",
+                graph.outputs
+            )));
+        }
+        let runner = match (&manifest.task, &manifest.text) {
+            (Task::TextClassification, Some(spec)) => {
+                let pre = Preprocessor::load(&dir.join(&spec.tokenizer), spec.clone())?;
+                let plans = spec
+                    .buckets
+                    .iter()
+                    .map(|&len| {
+                        let shapes: Vec<_> = manifest
+                            .inputs
+                            .iter()
+                            .map(|i| (i.datatype, vec![Dim::Fixed(1), Dim::Fixed(len)]))
+                            .collect();
+                        graph.plan(&shapes).map(|p| (len, p)).map_err(load_err)
+                    })
+                    .collect::<Result<_, _>>()?;
+                Runner::Text { pre, plans }
+            }
+            _ => {
+                let shapes: Vec<_> = manifest
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let dims = i
+                            .shape
+                            .iter()
+                            .enumerate()
+                            .map(|(axis, &d)| match (axis, d) {
+                                (0, -1) => Dim::Symbolic("N"),
+                                (_, d) if d > 0 => Dim::Fixed(d as usize),
+                                _ => Dim::Symbolic("S"),
+                            });
+                        (i.datatype, dims.collect())
+                    })
+                    .collect();
+                Runner::Tensor {
+                    plan: graph.plan(&shapes).map_err(load_err)?,
+                }
+            }
+        };
+        Ok(Model {
+            graph_outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),
+            graph_inputs: graph.inputs,
+            manifest,
+            runner,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self.runner, Runner::Text { .. })
+    }
+
+    /// Text-model limits, for validation before the queue.
+    pub fn text_limits(&self) -> Option<&manifest::TextSpec> {
+        match &self.runner {
+            Runner::Text { pre, .. } => Some(pre.spec()),
+            Runner::Tensor { .. } => None,
+        }
+    }
+
+    /// Classifies one text (runs on the caller's thread; use the repository to queue it).
+    fn classify_now(&self, text: &str) -> Result<Classification, ModelError> {
+        let Runner::Text { pre, plans } = &self.runner else {
+            return Err(ModelError::input(
+                "not_a_text_model",
+                format!("model {} does not take text", self.name()),
+            ));
+        };
+        let encoded = pre.encode(text)?;
+        let len = encoded.ids.len();
+        // encode() padded to one of the buckets, so a plan exists for it.
+        let Some((_, plan)) = plans.iter().find(|(b, _)| *b == len) else {
+            return Err(ModelError::Inference(format!("no plan for length {len}")));
+        };
+        let inputs = self
+            .graph_inputs
+            .iter()
+            .map(|name| {
+                let data = match name.as_str() {
+                    "input_ids" => encoded.ids.clone(),
+                    "attention_mask" => encoded.mask.clone(),
+                    _ => vec![0; len],
+                };
+                Tensor {
+                    name: name.clone(),
+                    shape: vec![1, len],
+                    data: Data::I64(data),
+                }
+            })
+            .collect();
+        let outputs = plan
+            .run(inputs, &self.graph_outputs)
+            .map_err(ModelError::Inference)?;
+        let probabilities = match outputs.into_iter().next().map(|t| t.data) {
+            Some(Data::F32(p)) if p.len() == self.manifest.labels.len() => p,
+            _ => return Err(ModelError::Inference("unexpected classifier output".into())),
+        };
+        let (best, score) =
+            probabilities
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f32::MIN),
+                    |acc, (i, p)| if p > acc.1 { (i, p) } else { acc },
+                );
+        let scores = self
+            .manifest
+            .labels
+            .iter()
+            .cloned()
+            .zip(probabilities.iter().copied())
+            .collect();
+        Ok(Classification {
+            label: self.manifest.labels[best].clone(),
+            score,
+            scores,
+            probabilities,
+        })
+    }
+
+    /// Checks tensors against the manifest (names, datatypes, ranks, fixed dims, batch cap,
+    /// finite values) and orders them as the graph wants them.
+    fn validate(&self, mut inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        let mut ordered = Vec::with_capacity(self.manifest.inputs.len());
+        let mut batch: Option<usize> = None;
+        for spec in &self.manifest.inputs {
+            let pos = inputs
+                .iter()
+                .position(|t| t.name == spec.name)
+                .ok_or_else(|| {
+                    ModelError::input("missing_input", format!("input {} is required", spec.name))
+                })?;
+            let t = inputs.swap_remove(pos);
+            if t.data.datatype() != spec.datatype {
+                return Err(ModelError::input(
+                    "wrong_datatype",
+                    format!(
+                        "input {} must be {}, got {}",
+                        spec.name,
+                        spec.datatype.as_str(),
+                        t.data.datatype().as_str()
+                    ),
+                ));
+            }
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&got, &want)| want == -1 || got as i64 == want);
+            if !fits {
+                return Err(ModelError::input(
+                    "wrong_shape",
+                    format!(
+                        "input {} has shape {:?}; the model takes {:?} (-1: any)",
+                        spec.name, t.shape, spec.shape
+                    ),
+                ));
+            }
+            let n = t.shape[0];
+            if n == 0 || n > self.manifest.max_batch || batch.is_some_and(|b| b != n) {
+                return Err(ModelError::input(
+                    "wrong_shape",
+                    format!(
+                        "batch must be 1..={} and the same for every input",
+                        self.manifest.max_batch
+                    ),
+                ));
+            }
+            batch = Some(n);
+            if let Data::F32(v) = &t.data {
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(ModelError::input(
+                        "non_finite",
+                        format!("input {} holds NaN or infinity", spec.name),
+                    ));
+                }
+            }
+            ordered.push(t);
+        }
+        if let Some(extra) = inputs.first() {
+            return Err(ModelError::input(
+                "unknown_input",
+                format!("model has no input {}", extra.name),
+            ));
+        }
+        Ok(ordered)
+    }
+
+    fn infer_now(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        match &self.runner {
+            Runner::Tensor { plan } => plan
+                .run(inputs, &self.graph_outputs)
+                .map_err(ModelError::Inference),
+            Runner::Text { .. } => Err(ModelError::input(
+                "text_model",
+                "this model takes text".into(),
+            )),
+        }
+    }
+}
+
+/// Every configured model, and the pool their inference runs on.
+pub struct ModelRepository {
+    models: BTreeMap<String, Arc<Model>>,
+    default_text: Option<String>,
+    pool: Pool,
+}
+
+impl ModelRepository {
+    /// Loads every model folder under `dir` (or only `only`, when given). The default text
+    /// model is `default`, else the only text model there is.
+    pub fn load(
+        dir: &Path,
+        only: &[String],
+        default: Option<&str>,
+        pool: Pool,
+    ) -> Result<ModelRepository, ModelError> {
+        let folders: Vec<PathBuf> = if only.is_empty() {
+            let entries = std::fs::read_dir(dir).map_err(|e| ModelError::Load {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("model.toml").is_file())
+                .collect();
+            found.sort();
+            found
+        } else {
+            only.iter().map(|n| dir.join(n)).collect()
+        };
+        let mut models = BTreeMap::new();
+        for folder in folders {
+            let model = Model::load(&folder)?;
+            log::info!(
+                "model {} v{} loaded from {}",
+                model.name(),
+                model.manifest.version,
+                folder.display()
+            );
+            models.insert(model.name().to_owned(), Arc::new(model));
+        }
+        if models.is_empty() {
+            return Err(ModelError::Load {
+                path: dir.display().to_string(),
+                reason: "no model folders (each needs model.toml and model.onnx)".into(),
+            });
+        }
+        let default_text = match default {
+            Some(name) => match models.get(name) {
+                Some(m) if m.is_text() => Some(name.to_owned()),
+                _ => {
+                    return Err(ModelError::Load {
+                        path: dir.display().to_string(),
+                        reason: format!("default model {name:?} is not a loaded text model"),
+                    });
+                }
+            },
+            None => {
+                let texts: Vec<_> = models.values().filter(|m| m.is_text()).collect();
+                (texts.len() == 1).then(|| texts[0].name().to_owned())
+            }
+        };
+        Ok(ModelRepository {
+            models,
+            default_text,
+            pool,
+        })
+    }
+
+    /// The model by name and, when given, version.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>, ModelError> {
+        let model = self
+            .models
+            .get(name)
+            .ok_or_else(|| ModelError::UnknownModel(name.to_owned()))?;
+        match version {
+            Some(v) if v != model.manifest.version => Err(ModelError::UnknownVersion {
+                model: name.to_owned(),
+                version: v.to_owned(),
+            }),
+            _ => Ok(model.clone()),
+        }
+    }
+
+    /// The model `/predict` uses when the body names none.
+    pub fn default_text(&self) -> Result<Arc<Model>, ModelError> {
+        match &self.default_text {
+            Some(name) => self.get(name, None),
+            None => Err(ModelError::UnknownModel(
+                "(no default text model configured)".into(),
+            )),
+        }
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.models.values()
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Classifies texts on the pool, one queued job for the whole request.
+    pub fn classify(
+        &self,
+        model: &Arc<Model>,
+        texts: Vec<String>,
+    ) -> Result<Vec<Classification>, ModelError> {
+        let model = model.clone();
+        self.pool
+            .run(move || texts.iter().map(|t| model.classify_now(t)).collect())?
+    }
+
+    /// Validates tensors against the manifest, then runs the model on the pool.
+    pub fn infer(
+        &self,
+        model: &Arc<Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ModelError> {
+        let inputs = model.validate(inputs)?;
+        let model = model.clone();
+        self.pool.run(move || model.infer_now(inputs))?
+    }
+
+    /// Runs one inference per model with a made-up input, as a start-up self test.
+    pub fn warm_up(&self) -> Result<(), ModelError> {
+        for model in self.models.values() {
+            if model.is_text() {
+                self.classify(model, vec!["warm up".into()])?;
+            } else {
+                let inputs = model
+                    .manifest
+                    .inputs
+                    .iter()
+                    .map(|spec| {
+                        let shape: Vec<usize> = spec
+                            .shape
+                            .iter()
+                            .map(|&d| if d > 0 { d as usize } else { 1 })
+                            .collect();
+                        let n = tensor::element_count(&shape).unwrap_or(0);
+                        let data = match spec.datatype {
+                            DataType::Fp32 => Data::F32(vec![0.0; n]),
+                            DataType::Int64 => Data::I64(vec![0; n]),
+                            DataType::Int32 => Data::I32(vec![0; n]),
+                            DataType::Uint8 => Data::U8(vec![0; n]),
+                            DataType::Bool => Data::Bool(vec![false; n]),
+                            DataType::Bytes => Data::Bytes(vec![Vec::new(); n]),
+                        };
+                        Tensor {
+                            name: spec.name.clone(),
+                            shape,
+                            data,
+                        }
+                    })
+                    .collect();
+                self.infer(model, inputs)?;
+            }
+        }
+        Ok(())
+    }
+}

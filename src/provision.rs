@@ -1,0 +1,258 @@
+//! Provisioning a state folder (`inferd init`): config, a local CA and server certificate,
+//! an Ed25519 token keypair, one admin API key. Every file is written atomically (temp file,
+//! fsync, rename, fsync folder); files holding secrets get mode 0600.
+
+use crate::auth::api_key::{self, KeysFile};
+use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+use jwt_simple::prelude::Ed25519KeyPair;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use serde::Serialize;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Why provisioning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The folder already holds files: never overwrite a device's state.
+    #[error("{0} already exists and is not empty; refusing to overwrite a state folder")]
+    Exists(String),
+    /// A file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    /// Key or certificate generation failed.
+    #[error("key generation failed: {0}")]
+    Crypto(String),
+    /// The keys file to update is unreadable.
+    #[error("{0}")]
+    Keys(String),
+}
+
+/// What `init` made, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Provisioned {
+    pub config: PathBuf,
+    /// The admin key, shown once and stored only as a hash.
+    pub api_key: String,
+    pub ca_cert: PathBuf,
+    pub token_private_key: PathBuf,
+    pub token_key_id: String,
+}
+
+/// Options for `init`.
+pub struct InitOptions {
+    pub listen: String,
+    /// DNS names and IP addresses the server certificate covers.
+    pub names: Vec<String>,
+    pub models_dir: PathBuf,
+}
+
+/// Writes `bytes` to `path` atomically with `mode`: readers see the old file or the new one,
+/// never half of either.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError> {
+    let err = |e: std::io::Error| ProvisionError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+fn crypto(e: impl std::fmt::Display) -> ProvisionError {
+    ProvisionError::Crypto(e.to_string())
+}
+
+/// A local CA (its key is discarded after signing) and a server certificate for `names`.
+/// Returns (CA PEM, server chain PEM, server key PEM).
+pub fn issue_tls(names: &[String]) -> Result<(String, String, String), ProvisionError> {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, "inferd local CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(crypto)?).map_err(crypto)?;
+    let mut leaf = CertificateParams::new(names.to_vec()).map_err(crypto)?;
+    leaf.distinguished_name.push(DnType::CommonName, "inferd");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_key = KeyPair::generate().map_err(crypto)?;
+    let cert = leaf.signed_by(&leaf_key, &ca).map_err(crypto)?;
+    Ok((
+        ca.pem(),
+        format!("{}{}", cert.pem(), ca.pem()),
+        leaf_key.serialize_pem(),
+    ))
+}
+
+/// A fresh Ed25519 token keypair: (private PEM, public PEM, kid). The kid is the RFC 7638
+/// JWK thumbprint of the public key, so any party can recompute it.
+pub fn token_keypair() -> Result<(String, String, String), ProvisionError> {
+    let pair = Ed25519KeyPair::generate();
+    let public = pair.public_key();
+    let x = Base64UrlSafeNoPadding::encode_to_string(public.to_bytes()).map_err(crypto)?;
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+    let kid = Base64UrlSafeNoPadding::encode_to_string(digest.as_ref()).map_err(crypto)?;
+    Ok((pair.to_pem(), public.to_pem(), kid))
+}
+
+/// Writes a keys file holding only `entries`' hashes.
+fn write_keys(path: &Path, file: &KeysFile) -> Result<(), ProvisionError> {
+    let text = toml::to_string(file).map_err(|e| ProvisionError::Keys(e.to_string()))?;
+    let text = format!("# inferd API keys: SHA-256 of each key, never the key itself.\n{text}");
+    write_atomic(path, text.as_bytes(), 0o600)
+}
+
+/// Replaces (or adds) key `id` in a keys file with a fresh key, returned once.
+pub fn rotate_key(path: &Path, id: &str, scopes: Vec<String>) -> Result<String, ProvisionError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ProvisionError::Keys(format!("{}: {e}", path.display())))?;
+    let mut file: KeysFile = toml::from_str(&text)
+        .map_err(|e| ProvisionError::Keys(format!("{}: {e}", path.display())))?;
+    let (key, entry) = api_key::generate(id, scopes).map_err(crypto)?;
+    file.key.retain(|k| k.id != id);
+    file.key.push(entry);
+    write_keys(path, &file)?;
+    Ok(key)
+}
+
+/// `inferd init DIR`: provisions a ready-to-run state folder.
+pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionError> {
+    let write_err = |p: &Path, e: std::io::Error| ProvisionError::Write {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    };
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| write_err(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(ProvisionError::Exists(dir.display().to_string()));
+    }
+    for sub in ["", "tls", "token", "token/trusted"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).map_err(|e| write_err(&path, e))?;
+    }
+    let (ca_pem, chain_pem, key_pem) = issue_tls(&opts.names)?;
+    write_atomic(&dir.join("tls/ca.pem"), ca_pem.as_bytes(), 0o644)?;
+    write_atomic(&dir.join("tls/cert.pem"), chain_pem.as_bytes(), 0o644)?;
+    write_atomic(&dir.join("tls/key.pem"), key_pem.as_bytes(), 0o600)?;
+    let (private_pem, public_pem, kid) = token_keypair()?;
+    write_atomic(
+        &dir.join("token/signing-key.pem"),
+        private_pem.as_bytes(),
+        0o600,
+    )?;
+    write_atomic(
+        &dir.join(format!("token/trusted/{kid}.pem")),
+        public_pem.as_bytes(),
+        0o644,
+    )?;
+    let (api_key, entry) = api_key::generate("admin", vec!["admin".into()]).map_err(crypto)?;
+    write_keys(&dir.join("api_keys.toml"), &KeysFile { key: vec![entry] })?;
+    let models =
+        std::path::absolute(&opts.models_dir).map_err(|e| write_err(&opts.models_dir, e))?;
+    let config = format!(
+        r#"# inferd configuration, written by `inferd init`. Paths are relative to this file.
+listen = {listen}
+
+[tls]
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[limits]
+max_connections = 256
+max_body_bytes = 4194304
+header_timeout_ms = 10000
+idle_timeout_ms = 30000
+
+[models]
+dir = {models}
+
+[auth]
+api_keys_file = "api_keys.toml"
+
+[log]
+level = "info"
+"#,
+        listen = toml::Value::String(opts.listen.clone()),
+        models = toml::Value::String(models.display().to_string()),
+    );
+    let config_path = dir.join("inferd.toml");
+    write_atomic(&config_path, config.as_bytes(), 0o640)?;
+    Ok(Provisioned {
+        config: config_path,
+        api_key,
+        ca_cert: dir.join("tls/ca.pem"),
+        token_private_key: dir.join("token/signing-key.pem"),
+        token_key_id: kid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn init_writes_a_state_folder_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let opts = InitOptions {
+            listen: "127.0.0.1:0".into(),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+            models_dir: PathBuf::from("models"),
+        };
+        let p = init(&dir, &opts).unwrap();
+        assert!(p.api_key.starts_with("inferd_"));
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("tls/key.pem"), 0o600);
+        assert_eq!(mode("token/signing-key.pem"), 0o600);
+        assert_eq!(mode("api_keys.toml"), 0o600);
+        let keys = std::fs::read_to_string(dir.join("api_keys.toml")).unwrap();
+        assert!(
+            !keys.contains(&p.api_key[7..]),
+            "the key itself is never stored"
+        );
+        assert!(
+            dir.join(format!("token/trusted/{}.pem", p.token_key_id))
+                .exists()
+        );
+        assert!(matches!(init(&dir, &opts), Err(ProvisionError::Exists(_))));
+    }
+
+    #[test]
+    fn rotate_replaces_one_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("keys.toml");
+        write_keys(&path, &KeysFile::default()).unwrap();
+        let a = rotate_key(&path, "demo", vec!["predict".into()]).unwrap();
+        let b = rotate_key(&path, "demo", vec!["predict".into()]).unwrap();
+        assert_ne!(a, b);
+        let ring = crate::auth::api_key::KeyRing::load(&path).unwrap();
+        assert_eq!(ring.len(), 1);
+        assert!(ring.verify(&b, std::time::SystemTime::now()).is_ok());
+        assert!(ring.verify(&a, std::time::SystemTime::now()).is_err());
+    }
+}
