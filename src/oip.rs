@@ -97,8 +97,12 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
                     .map_err(|_| invalid(format!("input {}: dimension too large", input.name)))
             })
             .collect::<Result<_, _>>()?;
-        let count = element_count(&shape)
-            .ok_or_else(|| invalid(format!("input {}: shape {shape:?} overflows", input.name)))?;
+        let count = element_count(&shape).ok_or_else(|| {
+            ModelError::invalid(
+                "shape_mismatch",
+                format!("input {}: shape {shape:?} overflows", input.name),
+            )
+        })?;
         let data = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(size), None) => {
                 let size = size

@@ -11,7 +11,6 @@ use super::tls::{TlsAcceptor, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Sets the socket's read timeout to what is left before `deadline`.
@@ -98,7 +97,7 @@ impl Stream {
 }
 
 /// Serves requests on one accepted connection until it closes, times out or the server
-/// shuts down. `busy` is true while a request is in flight (shutdown waits for those).
+/// shuts down (then it finishes the request in flight and closes).
 pub(crate) fn serve(
     mut stream: Stream,
     conn: ConnInfo,
@@ -106,7 +105,6 @@ pub(crate) fn serve(
     settings: &Settings,
     handler: &dyn Handler,
     shared: &Shared,
-    busy: &AtomicBool,
 ) {
     let limits = HeadLimits {
         max_header_bytes: settings.max_header_bytes,
@@ -114,51 +112,33 @@ pub(crate) fn serve(
         max_request_line: settings.max_request_line,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    // The first head shares its deadline with the TLS handshake.
-    let mut head_deadline = Some(accepted + settings.header_timeout);
+    // The first head shares its deadline with the TLS handshake; later ones wait for their
+    // first byte up to the idle timeout, then get a fresh header deadline.
+    let mut first = true;
     loop {
-        let deadline = match head_deadline.take() {
-            Some(d) => d,
-            None => {
-                // Keep-alive: wait for the next request's first byte, then give it a fresh
-                // header deadline.
-                if buf.is_empty() {
-                    let idle_until = Instant::now() + settings.idle_timeout;
-                    match fill(&mut stream, &mut buf, idle_until, 1) {
-                        Ok(true) => {}
-                        Ok(false) | Err(_) => return stream.close(),
-                    }
-                }
-                Instant::now() + settings.header_timeout
-            }
+        let wait_until = if first {
+            accepted + settings.header_timeout
+        } else {
+            Instant::now() + settings.idle_timeout
         };
-        busy.store(!buf.is_empty(), Ordering::SeqCst);
-        let outcome = read_request(
-            &mut stream,
-            &mut buf,
-            deadline,
-            &limits,
-            settings,
-            &conn,
-            busy,
-        );
-        let (request, keep_alive, head_only) = match outcome {
-            Ok(Some(r)) => r,
-            Ok(None) => return stream.close(),
-            Err(err) => {
-                let reason = err.to_string();
-                let response = ApiError::from(err).into_response();
-                log::info!(
-                    target: "inferd::access",
-                    "- - {} peer={} principal=- ({reason})",
-                    response.status(),
-                    conn.peer
-                );
-                let _ = write(&mut stream, &response, false, false);
-                return stream.close();
-            }
+        match await_request(&mut stream, &mut buf, wait_until, shared) {
+            Ok(true) => {}
+            Ok(false) => return stream.close(),
+            Err(_) if first => return reject(stream, HttpError::Timeout, &conn),
+            Err(_) => return stream.close(),
+        }
+        let deadline = if first {
+            accepted + settings.header_timeout
+        } else {
+            Instant::now() + settings.header_timeout
         };
-        busy.store(true, Ordering::SeqCst);
+        first = false;
+        let (request, keep_alive, head_only) =
+            match read_request(&mut stream, &mut buf, deadline, &limits, settings, &conn) {
+                Ok(Some(r)) => r,
+                Ok(None) => return stream.close(),
+                Err(err) => return reject(stream, err, &conn),
+            };
         let response =
             catch_unwind(AssertUnwindSafe(|| handler.handle(&request))).unwrap_or_else(|_| {
                 ApiError::Internal(format!(
@@ -168,12 +148,49 @@ pub(crate) fn serve(
                 .into_response()
             });
         let keep_alive = keep_alive && !shared.stopping();
-        let written = write(&mut stream, &response, head_only, keep_alive);
-        busy.store(false, Ordering::SeqCst);
-        if written.is_err() || !keep_alive {
+        if write(&mut stream, &response, head_only, keep_alive).is_err() || !keep_alive {
             return stream.close();
         }
     }
+}
+
+/// How often a connection waiting for a request checks whether the server is stopping.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `buf` holds the first byte of a request. `Ok(false)`: the client closed, or
+/// the server is stopping and no request has started (a request whose bytes already arrived
+/// is always read and served). `Err`: nothing arrived before `until`.
+fn await_request(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    until: Instant,
+    shared: &Shared,
+) -> io::Result<bool> {
+    while buf.is_empty() {
+        let slice = until.min(Instant::now() + STOP_POLL);
+        match fill(stream, buf, slice, 1) {
+            Ok(more) => return Ok(more),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if Instant::now() >= until {
+                    return Err(e);
+                }
+                if shared.stopping() {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Answers a request the HTTP layer refused, logs it, and closes.
+fn reject(mut stream: Stream, err: HttpError, conn: &ConnInfo) {
+    let reason = err.to_string();
+    let response = ApiError::from(err).into_response();
+    log::info!(target: "inferd::access", "- - {} peer={} principal=- ({reason})", response.status(), conn.peer);
+    let _ = write(&mut stream, &response, false, false);
+    stream.close();
 }
 
 fn write(
@@ -218,7 +235,6 @@ fn read_request(
     limits: &HeadLimits,
     settings: &Settings,
     conn: &ConnInfo,
-    busy: &AtomicBool,
 ) -> ReadOutcome {
     let io_err = |e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut => HttpError::Timeout,
@@ -239,7 +255,6 @@ fn read_request(
                 ))
             };
         }
-        busy.store(true, Ordering::SeqCst);
         buf.extend_from_slice(&chunk[..n]);
     };
     buf.drain(..head_len);

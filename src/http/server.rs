@@ -49,15 +49,10 @@ const MAX_REJECTORS: usize = 4;
 const REJECT_DEADLINE: Duration = Duration::from_secs(1);
 const CONN_STACK: usize = 512 * 1024;
 
-struct Tracked {
-    tcp: TcpStream,
-    busy: Arc<AtomicBool>,
-}
-
 /// State shared by the accept loop, connection threads and stoppers.
 pub(crate) struct Shared {
     stopping: AtomicBool,
-    conns: Mutex<HashMap<u64, Tracked>>,
+    conns: Mutex<HashMap<u64, TcpStream>>,
     drained: Condvar,
     rejecting: AtomicUsize,
     next_id: AtomicU64,
@@ -69,7 +64,7 @@ impl Shared {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Tracked>> {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
         // A poisoned registry only means a thread panicked while holding it; the map is fine.
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -209,14 +204,9 @@ fn spawn_connection(
     shared: &Arc<Shared>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let busy = Arc::new(AtomicBool::new(false));
     match tcp.try_clone() {
         Ok(clone) => {
-            let tracked = Tracked {
-                tcp: clone,
-                busy: busy.clone(),
-            };
-            shared.conns().insert(id, tracked);
+            shared.conns().insert(id, clone);
         }
         Err(e) => return log::warn!("cannot track connection from {peer}: {e}"),
     }
@@ -250,15 +240,7 @@ fn spawn_connection(
                     Stream::Plain(_) => None,
                 },
             };
-            conn::serve(
-                stream,
-                conn,
-                accepted,
-                &settings,
-                handler.as_ref(),
-                &shared,
-                &busy,
-            );
+            conn::serve(stream, conn, accepted, &settings, handler.as_ref(), &shared);
         });
     if let Err(e) = spawned {
         log::warn!("cannot start a thread for {peer}: {e}");
@@ -301,31 +283,22 @@ fn reject_over_cap(
     }
 }
 
-/// Closes idle connections at once and waits for busy ones up to `shutdown_timeout`; then
-/// cuts whatever is left.
+/// Waits up to `shutdown_timeout` for connections to finish: each one completes its request
+/// in flight and closes, and idle ones notice the stop within their poll interval. Then cuts
+/// whatever is left.
 fn drain(shared: &Shared, settings: &Settings) {
     let deadline = Instant::now() + settings.shutdown_timeout;
     let mut conns = shared.conns();
-    loop {
-        for tracked in conns.values() {
-            if !tracked.busy.load(Ordering::SeqCst) {
-                let _ = tracked.tcp.shutdown(Shutdown::Both);
-            }
-        }
-        if conns.is_empty() {
-            return;
-        }
+    while !conns.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             log::warn!("shutdown: cutting {} connection(s) still busy", conns.len());
-            for tracked in conns.values() {
-                let _ = tracked.tcp.shutdown(Shutdown::Both);
+            for tcp in conns.values() {
+                let _ = tcp.shutdown(Shutdown::Both);
             }
             return;
         }
-        // Wake at least every 100 ms to close connections that went idle meanwhile.
-        let wait = left.min(Duration::from_millis(100));
-        conns = match shared.drained.wait_timeout(conns, wait) {
+        conns = match shared.drained.wait_timeout(conns, left) {
             Ok((guard, _)) => guard,
             Err(p) => p.into_inner().0,
         };

@@ -1,1 +1,10 @@
+//! The one integration-test binary: real servers on 127.0.0.1:0 over real TLS.
 
+mod abuse;
+mod api;
+mod http;
+mod models;
+mod predict;
+mod shutdown;
+mod support;
+mod tls;

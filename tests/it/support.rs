@@ -1,0 +1,304 @@
+//! `TestServer`: a real inferd on 127.0.0.1:0 over real TLS, provisioned by `init` into a
+//! temp folder, and a small raw HTTP/1.1 client that can also misbehave on purpose.
+
+use inferd::config::Config;
+use inferd::provision::{self, InitOptions};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+pub struct TestServer {
+    running: Option<inferd::Running>,
+    pub addr: SocketAddr,
+    pub key: String,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Provisions a state folder and returns it with its parsed config and admin key.
+pub fn provisioned() -> (tempfile::TempDir, Config, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let opts = InitOptions {
+        listen: "127.0.0.1:0".into(),
+        names: vec!["localhost".into(), "127.0.0.1".into()],
+        models_dir: models_dir(),
+    };
+    let p = provision::init(&state, &opts).expect("init");
+    let mut config = Config::load(&p.config, |_| None).expect("config");
+    config.models.enabled = vec!["digits".into()];
+    config.log.access = false;
+    (dir, config, p.api_key)
+}
+
+pub fn client_tls(ca_pem: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl TestServer {
+    /// Digits only, TLS, defaults.
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// Lets the test adjust the config (limits, models, TLS) before starting.
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let (dir, mut config, key) = provisioned();
+        adjust(&mut config);
+        let running = inferd::start(&config).expect("server starts");
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|_| client_tls(&dir.path().join("state/tls/ca.pem")));
+        TestServer {
+            addr: running.local_addr(),
+            running: Some(running),
+            key,
+            tls,
+            dir,
+        }
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::open(self.addr, self.tls.clone())
+    }
+
+    /// One request on a fresh connection, with the admin key unless `key` is None.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut conn = self.connect();
+        conn.send(&raw_request(method, path, headers, body));
+        conn.response()
+    }
+
+    /// POST JSON with the admin key.
+    pub fn post_json(&self, path: &str, body: &str) -> Resp {
+        self.request(
+            "POST",
+            path,
+            &[
+                ("X-API-Key", self.key.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stopper().stop();
+            running.wait();
+        }
+    }
+}
+
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The stable error code of an error body.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+/// One client connection.
+pub struct Conn {
+    transport: Transport,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Conn {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let transport = match tls {
+            None => Transport::Plain(tcp),
+            Some(config) => {
+                let name = ServerName::try_from("localhost").expect("name");
+                let conn = rustls::ClientConnection::new(config, name).expect("client");
+                Transport::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+            }
+        };
+        Conn {
+            transport,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match &self.transport {
+            Transport::Plain(t) => t,
+            Transport::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Completes the TLS handshake now (it otherwise happens on first write).
+    pub fn handshake(&mut self) {
+        if let Transport::Tls(s) = &mut self.transport {
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).expect("handshake");
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let _ = self.try_send(bytes);
+    }
+
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.transport {
+            Transport::Plain(t) => t.write_all(bytes),
+            Transport::Tls(s) => s.write_all(bytes).and_then(|_| s.flush()),
+        }
+    }
+
+    fn read_more(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16384];
+        let n = match &mut self.transport {
+            Transport::Plain(t) => t.read(&mut chunk),
+            Transport::Tls(s) => s.read(&mut chunk),
+        }?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response (`HEAD` responses: pass `head_only`).
+    pub fn try_response(&mut self, head_only: bool) -> std::io::Result<Resp> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = parsed.parse(&self.buf) {
+                let status = parsed.code.unwrap_or(0);
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .map(|(_, v)| v.parse().unwrap_or(0))
+                    .unwrap_or(0);
+                let length = if head_only || status == 100 {
+                    0
+                } else {
+                    length
+                };
+                while self.buf.len() < len + length {
+                    if self.read_more()? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                let body = self.buf[len..len + length].to_vec();
+                self.buf.drain(..len + length);
+                return Ok(Resp {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            if self.read_more()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    pub fn response(&mut self) -> Resp {
+        self.try_response(false).expect("a response")
+    }
+
+    /// Waits up to `timeout` for the server to close the connection (EOF or reset); false if
+    /// it is still open then. Bytes that arrive meanwhile (an error response) are kept.
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        self.tcp().set_read_timeout(Some(timeout)).expect("timeout");
+        let closed = self.closed_by_server();
+        self.tcp()
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        closed
+    }
+
+    /// Bytes received and not yet parsed as a response.
+    pub fn received(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True when the server has closed the connection (EOF or reset), within the read timeout.
+    pub fn closed_by_server(&mut self) -> bool {
+        loop {
+            match self.read_more() {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => {
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    );
+                }
+            }
+        }
+    }
+}
