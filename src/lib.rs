@@ -5,6 +5,8 @@
 //! `start(&Config)` builds the [`App`] once and runs the server; everything a test needs is
 //! reachable from here.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -73,7 +73,7 @@ pub struct Classification {
 enum Runner {
     /// One plan per length bucket, ascending; inputs pinned to `[1, bucket]`.
     Text {
-        pre: Preprocessor,
+        pre: Box<Preprocessor>,
         plans: Vec<(usize, Plan)>,
     },
     /// One plan with a symbolic batch axis.
@@ -123,7 +123,7 @@ impl Model {
         }
         let runner = match (&manifest.task, &manifest.text) {
             (Task::TextClassification, Some(spec)) => {
-                let pre = Preprocessor::load(&dir.join(&spec.tokenizer), spec.clone())?;
+                let pre = Box::new(Preprocessor::load(&dir.join(&spec.tokenizer), spec.clone())?);
                 let plans = spec
                     .buckets
                     .iter()

@@ -1,5 +1,7 @@
 //! The one integration-test binary: real servers on 127.0.0.1:0 over real TLS.
 
+#![allow(clippy::unwrap_used)]
+
 mod abuse;
 mod api;
 mod http;

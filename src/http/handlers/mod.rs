@@ -177,7 +177,7 @@ pub fn model_metadata(app: &App, name: &str, version: Option<&str>) -> Result<Re
             "platform": "onnx_tract",
             "inputs": inputs,
             "outputs": outputs,
-            "parameters": { "task": model.is_text().then_some("text-classification").unwrap_or("tensor"),
+            "parameters": { "task": if model.is_text() { "text-classification" } else { "tensor" },
                             "labels": m.labels, "description": m.description },
         }),
     ))
