@@ -122,3 +122,37 @@ fn digits_matches_onnxruntime_and_labels() {
         cases.len()
     );
 }
+
+/// onnxruntime's held-out accuracy of the shipped int8 model (models/sentiment/README.md).
+const ONNXRUNTIME_HELDOUT_ACCURACY: f64 = 0.8057;
+
+#[test]
+fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
+    let repo = std::sync::Arc::new(repository());
+    let model = repo.get("sentiment", None).unwrap();
+    let text = std::fs::read_to_string(models_dir().join("sentiment/heldout.jsonl")).unwrap();
+    let rows: Vec<(String, usize)> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["text"].as_str().unwrap().to_owned(), v["label"].as_u64().unwrap() as usize)
+        })
+        .collect();
+    // Two halves on the pool's two workers.
+    let (a, b) = rows.split_at(rows.len() / 2);
+    let run = |part: &[(String, usize)]| {
+        let (repo, model) = (repo.clone(), model.clone());
+        let part = part.to_vec();
+        std::thread::spawn(move || {
+            let texts = part.iter().map(|(t, _)| t.clone()).collect();
+            let got = repo.classify(&model, texts).unwrap();
+            got.iter().zip(&part).filter(|(c, (_, label))| c.label == ["negative", "positive"][*label]).count()
+        })
+    };
+    let (ha, hb) = (run(a), run(b));
+    let correct = ha.join().unwrap() + hb.join().unwrap();
+    let accuracy = correct as f64 / rows.len() as f64;
+    eprintln!("sentiment held-out accuracy in tract: {accuracy:.4} ({correct}/{})", rows.len());
+    assert!(rows.len() > 3000);
+    assert!((accuracy - ONNXRUNTIME_HELDOUT_ACCURACY).abs() <= 0.01, "tract {accuracy:.4} vs onnxruntime {ONNXRUNTIME_HELDOUT_ACCURACY}");
+}
