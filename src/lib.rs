@@ -18,7 +18,7 @@ pub mod provision;
 use auth::api_key::KeyRing;
 use auth::{AuthError, Authenticator};
 use config::{Config, LogConfig};
-use http::{Request, Server, Settings, Stopper, TlsAcceptor, TlsError};
+use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
 use model::pool::Pool;
 use model::{ModelError, ModelRepository};
 use std::net::SocketAddr;
@@ -126,8 +126,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let app = Arc::new(App::load(config)?);
-    let handler_app = app.clone();
-    let handler = Arc::new(move |req: &Request| http::router::route(&handler_app, req));
+    let handler = Arc::new(http::router::Router { app: app.clone() });
     let server =
         Server::start(config.listen, http_settings(config), tls, handler).map_err(|e| {
             StartError::Bind {

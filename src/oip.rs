@@ -5,7 +5,9 @@
 
 use crate::model::ModelError;
 use crate::model::tensor::{Data, DataType, Tensor, element_count};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// An inference request, decoded.
@@ -13,30 +15,35 @@ use serde_json::{Map, Value};
 pub struct InferRequest {
     pub id: Option<String>,
     pub inputs: Vec<Tensor>,
-    /// Outputs the client asked for (all when empty), and whether each wants binary.
-    pub outputs: Vec<(String, bool)>,
+    /// Outputs the client asked for (all when empty), and whether each wants binary when it
+    /// says so (`parameters.binary_data`, which overrides `binary_output`).
+    pub outputs: Vec<(String, Option<bool>)>,
     /// `parameters.binary_data_output`: every output in binary.
     pub binary_output: bool,
 }
 
 #[derive(Deserialize)]
-struct RawRequest {
+struct RawRequest<'a> {
     id: Option<String>,
     #[serde(default)]
     parameters: Map<String, Value>,
-    inputs: Vec<RawInput>,
+    #[serde(borrow)]
+    inputs: Vec<RawInput<'a>>,
     #[serde(default)]
     outputs: Vec<RawOutput>,
 }
 
 #[derive(Deserialize)]
-struct RawInput {
+struct RawInput<'a> {
     name: String,
     shape: Vec<u64>,
     datatype: String,
     #[serde(default)]
     parameters: Map<String, Value>,
-    data: Option<Value>,
+    /// Kept as raw JSON text until datatype and shape are known, then streamed into a
+    /// typed vector (a `Value` tree would cost ~48 bytes per element).
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -50,8 +57,8 @@ fn invalid(message: String) -> ModelError {
     ModelError::invalid("invalid_tensor", message)
 }
 
-fn flag(params: &Map<String, Value>, key: &str) -> bool {
-    params.get(key).and_then(Value::as_bool).unwrap_or(false)
+fn flag(params: &Map<String, Value>, key: &str) -> Option<bool> {
+    params.get(key).and_then(Value::as_bool)
 }
 
 /// Decodes a request body. `header_len` is `Inference-Header-Content-Length` when present:
@@ -121,7 +128,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
                 binary = rest;
                 decode_binary(&input.name, datatype, count, mine)?
             }
-            (None, Some(value)) => decode_json(&input.name, datatype, count, &value)?,
+            (None, Some(raw)) => decode_json(&input.name, datatype, count, raw)?,
             _ => {
                 return Err(invalid(format!(
                     "input {}: needs either data or binary_data_size",
@@ -151,7 +158,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
     Ok(InferRequest {
         id: raw.id,
         inputs,
-        binary_output: flag(&raw.parameters, "binary_data_output"),
+        binary_output: flag(&raw.parameters, "binary_data_output").unwrap_or(false),
         outputs: raw
             .outputs
             .into_iter()
@@ -163,90 +170,185 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
     })
 }
 
-/// Flattens (possibly nested, row-major) JSON data. Stops as soon as it has seen more
-/// elements than the shape allows.
+/// Decodes Triton's "raw binary request" (`Inference-Header-Content-Length: 0`): the whole
+/// body is the little-endian data of the model's only input, whose one dynamic axis is
+/// inferred from the body size. Every output comes back in binary.
+pub fn decode_raw(
+    body: &[u8],
+    name: &str,
+    datatype: DataType,
+    shape: &[i64],
+) -> Result<InferRequest, ModelError> {
+    let unsupported = || {
+        ModelError::invalid(
+            "raw_binary_unsupported",
+            "a raw binary request needs a model with one fixed-width input and one dynamic axis"
+                .into(),
+        )
+    };
+    let width = datatype.width().ok_or_else(unsupported)?;
+    if shape.iter().filter(|&&d| d == -1).count() != 1 {
+        return Err(unsupported());
+    }
+    let fixed: usize = shape
+        .iter()
+        .filter(|&&d| d > 0)
+        .map(|&d| d as usize)
+        .product();
+    let row_bytes = fixed.checked_mul(width).ok_or_else(unsupported)?;
+    if body.is_empty() || body.len() % row_bytes != 0 {
+        return Err(ModelError::invalid(
+            "shape_mismatch",
+            format!(
+                "raw binary body of {} bytes is not a whole number of {row_bytes}-byte rows",
+                body.len()
+            ),
+        ));
+    }
+    let dynamic = body.len() / row_bytes;
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|&d| if d == -1 { dynamic } else { d as usize })
+        .collect();
+    let count = dynamic * fixed;
+    let data = decode_binary(name, datatype, count, body)?;
+    Ok(InferRequest {
+        id: None,
+        inputs: vec![Tensor {
+            name: name.to_owned(),
+            shape: dims,
+            data,
+        }],
+        outputs: Vec::new(),
+        binary_output: true,
+    })
+}
+
+const TOO_MUCH: &str = "more data than its shape holds";
+
+/// Parses (possibly nested, row-major) JSON tensor data straight into a typed vector,
+/// stopping at the first element beyond `count`.
 fn decode_json(
     name: &str,
     datatype: DataType,
     count: usize,
-    value: &Value,
+    raw: &RawValue,
 ) -> Result<Data, ModelError> {
-    let mut leaves: Vec<&Value> = Vec::new();
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            leaf => {
-                if leaves.len() == count {
-                    return Err(ModelError::invalid(
-                        "shape_mismatch",
-                        format!("input {name}: more data than its shape holds ({count})"),
-                    ));
-                }
-                leaves.push(leaf);
-            }
-        }
-    }
-    let bad = |what: &str| {
-        invalid(format!(
-            "input {name}: {what} in {} data",
-            datatype.as_str()
-        ))
+    // Every element takes at least two bytes of JSON ("1,"), so this bounds the allocation
+    // by the body, whatever the shape claims.
+    let room = count.min(raw.get().len() / 2 + 1);
+    let mut data = match datatype {
+        DataType::Fp32 => Data::F32(Vec::with_capacity(room)),
+        DataType::Int64 => Data::I64(Vec::with_capacity(room)),
+        DataType::Int32 => Data::I32(Vec::with_capacity(room)),
+        DataType::Uint8 => Data::U8(Vec::with_capacity(room)),
+        DataType::Bool => Data::Bool(Vec::with_capacity(room)),
+        DataType::Bytes => Data::Bytes(Vec::with_capacity(room)),
     };
-    Ok(match datatype {
-        DataType::Fp32 => Data::F32(
-            leaves
-                .iter()
-                .map(|v| {
-                    v.as_f64()
-                        .map(|x| x as f32)
-                        .ok_or_else(|| bad("a non-number"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Int64 => Data::I64(
-            leaves
-                .iter()
-                .map(|v| v.as_i64().ok_or_else(|| bad("a non-integer")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Int32 => Data::I32(
-            leaves
-                .iter()
-                .map(|v| {
-                    v.as_i64()
-                        .and_then(|x| i32::try_from(x).ok())
-                        .ok_or_else(|| bad("a non-INT32"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint8 => Data::U8(
-            leaves
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .and_then(|x| u8::try_from(x).ok())
-                        .ok_or_else(|| bad("a non-UINT8"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bool => Data::Bool(
-            leaves
-                .iter()
-                .map(|v| v.as_bool().ok_or_else(|| bad("a non-boolean")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bytes => Data::Bytes(
-            leaves
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| bad("a non-string"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    })
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Sink {
+        out: &mut data,
+        cap: count,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(|e| {
+        let code = if e.to_string().contains(TOO_MUCH) {
+            "shape_mismatch"
+        } else {
+            "invalid_tensor"
+        };
+        ModelError::invalid(code, format!("input {name}: {e}"))
+    })?;
+    Ok(data)
+}
+
+/// A `DeserializeSeed` that appends every leaf of nested JSON arrays to a typed vector.
+struct Sink<'a> {
+    out: &'a mut Data,
+    cap: usize,
+}
+
+/// One JSON scalar, before conversion to the tensor's type.
+enum Leaf<'s> {
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(&'s str),
+}
+
+impl Sink<'_> {
+    fn push<E: de::Error>(self, leaf: Leaf<'_>) -> Result<(), E> {
+        if self.out.len() >= self.cap {
+            return Err(E::custom(TOO_MUCH));
+        }
+        let datatype = self.out.datatype();
+        let wrong = || E::custom(format!("a value that is not {}", datatype.as_str()));
+        match (self.out, leaf) {
+            (Data::F32(v), Leaf::Int(x)) => v.push(x as f32),
+            (Data::F32(v), Leaf::Uint(x)) => v.push(x as f32),
+            (Data::F32(v), Leaf::Float(x)) => v.push(x as f32),
+            (Data::I64(v), Leaf::Int(x)) => v.push(x),
+            (Data::I64(v), Leaf::Uint(x)) => v.push(i64::try_from(x).map_err(|_| wrong())?),
+            (Data::I32(v), Leaf::Int(x)) => v.push(i32::try_from(x).map_err(|_| wrong())?),
+            (Data::I32(v), Leaf::Uint(x)) => v.push(i32::try_from(x).map_err(|_| wrong())?),
+            (Data::U8(v), Leaf::Int(x)) => v.push(u8::try_from(x).map_err(|_| wrong())?),
+            (Data::U8(v), Leaf::Uint(x)) => v.push(u8::try_from(x).map_err(|_| wrong())?),
+            (Data::Bool(v), Leaf::Bool(b)) => v.push(b),
+            (Data::Bytes(v), Leaf::Str(s)) => v.push(s.as_bytes().to_vec()),
+            _ => return Err(wrong()),
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Sink<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Sink<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of {} values", self.out.datatype().as_str())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Sink { out, cap } = self;
+        while seq
+            .next_element_seed(Sink {
+                out: &mut *out,
+                cap,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(Leaf::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(Leaf::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(Leaf::Uint(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(Leaf::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.push(Leaf::Str(v))
+    }
 }
 
 /// Decodes little-endian binary tensor data (BYTES: 4-byte little-endian length prefixes).
@@ -388,13 +490,15 @@ pub fn encode(
         }
     }
     let mut binary = Vec::new();
+    let mut any_binary = false;
     let mut json_outputs = Vec::new();
     for t in outputs {
         let wanted = req.outputs.iter().find(|(n, _)| *n == t.name);
         if !req.outputs.is_empty() && wanted.is_none() {
             continue;
         }
-        let as_binary = req.binary_output || wanted.is_some_and(|(_, b)| *b);
+        let as_binary = wanted.and_then(|(_, b)| *b).unwrap_or(req.binary_output);
+        any_binary |= as_binary;
         let (parameters, data) = if as_binary {
             let start = binary.len();
             encode_binary(&t.data, &mut binary);
@@ -420,7 +524,7 @@ pub fn encode(
         outputs: json_outputs,
     };
     let mut body = serde_json::to_vec(&header).map_err(|e| ModelError::Inference(e.to_string()))?;
-    let header_len = (!binary.is_empty()).then_some(body.len());
+    let header_len = any_binary.then_some(body.len());
     body.extend_from_slice(&binary);
     Ok(Encoded { body, header_len })
 }
@@ -512,6 +616,31 @@ mod tests {
         assert_eq!(head["outputs"].as_array().unwrap().len(), 1);
         assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 8);
         assert_eq!(&enc.body[n..n + 4], &1.5f32.to_le_bytes());
+    }
+
+    #[test]
+    fn per_output_binary_flag_overrides_the_request_default() {
+        let r = json(r#"{"parameters":{"binary_data_output":true},"inputs":[],"outputs":[{"name":"a","parameters":{"binary_data":false}},{"name":"b"}]}"#).unwrap();
+        let t = |name: &str| Tensor {
+            name: name.into(),
+            shape: vec![1],
+            data: Data::F32(vec![1.0]),
+        };
+        let enc = encode("m", "1", &r, vec![t("a"), t("b")]).unwrap();
+        let head: Value = serde_json::from_slice(&enc.body[..enc.header_len.unwrap()]).unwrap();
+        assert_eq!(head["outputs"][0]["data"], serde_json::json!([1.0]));
+        assert_eq!(head["outputs"][1]["parameters"]["binary_data_size"], 4);
+    }
+
+    #[test]
+    fn raw_binary_request_infers_the_dynamic_axis() {
+        let body: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let r = decode_raw(&body, "x", DataType::Fp32, &[-1, 3]).unwrap();
+        assert_eq!(r.inputs[0].shape, vec![2, 3]);
+        assert!(r.binary_output);
+        assert!(decode_raw(&body[..5], "x", DataType::Fp32, &[-1, 3]).is_err());
+        assert!(decode_raw(&body, "x", DataType::Bytes, &[-1]).is_err());
+        assert!(decode_raw(&body, "x", DataType::Fp32, &[-1, -1]).is_err());
     }
 
     #[test]

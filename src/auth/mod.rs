@@ -113,7 +113,12 @@ impl Authenticator {
         }
         match req.header("authorization") {
             None => Err(AuthError::Missing),
-            Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
+            // Bytes, not str slicing: the value may hold any non-ASCII byte.
+            Some(v)
+                if v.as_bytes()
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer ")) =>
+            {
                 Err(AuthError::BearerUnsupported)
             }
             Some(_) => Err(AuthError::UnsupportedScheme),

@@ -1,9 +1,10 @@
-//! One connection: the transport (plain TCP or TLS) with deadline-bound reads, and the
-//! request loop that reads heads and bodies within their caps and deadlines, runs the
-//! handler, and writes responses in order (keep-alive and pipelining).
+//! One connection: the transport (plain TCP or TLS) with deadline-bound reads and writes,
+//! and the request loop: read a head within its caps and deadline, let the handler admit or
+//! refuse it from the head alone, only then read the body, run the handler, and write
+//! responses in order (keep-alive and pipelining).
 
 use super::error::{ApiError, HttpError};
-use super::parse::{self, Framing, HeadLimits};
+use super::parse::{self, Framing, Head, HeadLimits};
 use super::request::{ConnInfo, Request};
 use super::response::Response;
 use super::server::{Handler, Settings, Shared};
@@ -13,13 +14,24 @@ use std::net::{Shutdown, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-/// Sets the socket's read timeout to what is left before `deadline`.
-pub(crate) fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+/// What is left before `deadline`, or a TimedOut error once it has passed.
+fn remaining(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
     }
-    tcp.set_read_timeout(Some(left))
+    Ok(left)
+}
+
+/// Sets the socket's read timeout to what is left before `deadline`.
+pub(crate) fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    tcp.set_read_timeout(Some(remaining(deadline)?))
+}
+
+/// Sets the socket's write timeout to what is left before `deadline`: `SO_SNDTIMEO` bounds
+/// one write call, so every call gets the rest of the response's deadline, not a fresh one.
+pub(crate) fn set_write_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
+    tcp.set_write_timeout(Some(remaining(deadline)?))
 }
 
 /// Socket timeouts surface as WouldBlock on Unix; make them all TimedOut.
@@ -58,30 +70,45 @@ impl Stream {
 
     fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         match self {
-            Stream::Plain(tcp) => {
+            Stream::Plain(tcp) => loop {
                 set_deadline(tcp, deadline)?;
-                tcp.read(buf).map_err(timeout_kind)
-            }
+                match tcp.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return other.map_err(timeout_kind),
+                }
+            },
             Stream::Tls(tls) => tls.read(buf, deadline),
         }
     }
 
-    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Sends all of `data` before `deadline`, however slowly the client reads.
+    pub(crate) fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> io::Result<()> {
         match self {
-            Stream::Plain(tcp) => tcp.write_all(data),
-            Stream::Tls(tls) => tls.write_all(data),
+            Stream::Plain(tcp) => {
+                while !data.is_empty() {
+                    set_write_deadline(tcp, deadline)?;
+                    match tcp.write(data) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(timeout_kind(e)),
+                    }
+                }
+                Ok(())
+            }
+            Stream::Tls(tls) => tls.write_all(data, deadline),
         }
     }
 
     /// Ends the connection politely: close_notify, half-close, then drain what the client
     /// still sends for a moment, so that a final error response is not lost to a TCP reset.
     pub(crate) fn close(mut self) {
+        let deadline = Instant::now() + Duration::from_millis(500);
         if let Stream::Tls(tls) = &mut self {
-            tls.close();
+            tls.close(deadline);
         }
         let tcp = self.tcp();
         let _ = tcp.shutdown(Shutdown::Write);
-        let deadline = Instant::now() + Duration::from_millis(500);
         let mut sink = [0u8; 4096];
         let mut drained = 0usize;
         while drained < 256 * 1024 {
@@ -89,8 +116,10 @@ impl Stream {
                 break;
             }
             match (&mut &*tcp).read(&mut sink) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => drained += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
     }
@@ -121,50 +150,89 @@ pub(crate) fn serve(
         } else {
             Instant::now() + settings.idle_timeout
         };
-        match await_request(&mut stream, &mut buf, wait_until, shared) {
+        match await_request(&mut stream, &mut buf, wait_until, shared, !first) {
             Ok(true) => {}
             Ok(false) => return stream.close(),
-            Err(_) if first => return reject(stream, HttpError::Timeout, &conn),
+            Err(_) if first => return reject(stream, HttpError::Timeout, &conn, settings),
             Err(_) => return stream.close(),
         }
-        let deadline = if first {
+        let head_deadline = if first {
             accepted + settings.header_timeout
         } else {
             Instant::now() + settings.header_timeout
         };
         first = false;
-        let (request, keep_alive, head_only) =
-            match read_request(&mut stream, &mut buf, deadline, &limits, settings, &conn) {
-                Ok(Some(r)) => r,
-                Ok(None) => return stream.close(),
-                Err(err) => return reject(stream, err, &conn),
-            };
+        let head = match read_head(&mut stream, &mut buf, head_deadline, &limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => return stream.close(),
+            Err(err) => return reject(stream, err, &conn, settings),
+        };
+        let Prepared {
+            mut request,
+            framing,
+            keep_alive,
+            expects_continue,
+        } = match prepare(head, settings, &conn) {
+            Ok(prepared) => prepared,
+            Err(err) => return reject(stream, err, &conn, settings),
+        };
+        let head_only = request.method == "HEAD";
+        // Refusals decided from the head (unknown route, bad method, no credentials) are
+        // answered before the body is read or 100-continue is sent. A refused request with a
+        // body ends the connection: its unread body would be taken for the next request.
+        if let Some(response) = guarded(&request, |r| handler.admit(r)) {
+            let keep_alive = keep_alive && framing == Framing::NoBody && !shared.stopping();
+            if write(&mut stream, &response, head_only, keep_alive, settings).is_err()
+                || !keep_alive
+            {
+                return stream.close();
+            }
+            continue;
+        }
+        if let Framing::Length(len) = framing {
+            match read_body(&mut stream, &mut buf, len, expects_continue, settings) {
+                Ok(body) => request.body = body,
+                Err(err) => return reject(stream, err, &conn, settings),
+            }
+        }
         let response =
-            catch_unwind(AssertUnwindSafe(|| handler.handle(&request))).unwrap_or_else(|_| {
-                ApiError::Internal(format!(
-                    "handler panicked on {} {}",
-                    request.method, request.path
-                ))
-                .into_response()
-            });
+            guarded(&request, |r| Some(handler.handle(r))).unwrap_or_else(|| Response::empty(500));
         let keep_alive = keep_alive && !shared.stopping();
-        if write(&mut stream, &response, head_only, keep_alive).is_err() || !keep_alive {
+        if write(&mut stream, &response, head_only, keep_alive, settings).is_err() || !keep_alive {
             return stream.close();
         }
+        // Do not keep a large body's buffer for the life of an idle connection.
+        buf.shrink_to(8192);
     }
+}
+
+/// Runs handler code, turning a panic into a 500 that names nothing internal.
+fn guarded(request: &Request, f: impl FnOnce(&Request) -> Option<Response>) -> Option<Response> {
+    catch_unwind(AssertUnwindSafe(|| f(request))).unwrap_or_else(|_| {
+        Some(
+            ApiError::Internal(format!(
+                "handler panicked on {} {}",
+                request.method, request.path
+            ))
+            .into_response(),
+        )
+    })
 }
 
 /// How often a connection waiting for a request checks whether the server is stopping.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Waits until `buf` holds the first byte of a request. `Ok(false)`: the client closed, or
-/// the server is stopping and no request has started (a request whose bytes already arrived
-/// is always read and served). `Err`: nothing arrived before `until`.
+/// no request has started and either the server is stopping or (for a keep-alive wait,
+/// `idle`) it is near its connection cap and this idle connection should make room. A
+/// request whose bytes already arrived is always read and served. `Err`: nothing arrived
+/// before `until`.
 fn await_request(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     until: Instant,
     shared: &Shared,
+    idle: bool,
 ) -> io::Result<bool> {
     while buf.is_empty() {
         let slice = until.min(Instant::now() + STOP_POLL);
@@ -174,7 +242,7 @@ fn await_request(
                 if Instant::now() >= until {
                     return Err(e);
                 }
-                if shared.stopping() {
+                if shared.stopping() || (idle && shared.crowded()) {
                     return Ok(false);
                 }
             }
@@ -185,11 +253,11 @@ fn await_request(
 }
 
 /// Answers a request the HTTP layer refused, logs it, and closes.
-fn reject(mut stream: Stream, err: HttpError, conn: &ConnInfo) {
+fn reject(mut stream: Stream, err: HttpError, conn: &ConnInfo, settings: &Settings) {
     let reason = err.to_string();
     let response = ApiError::from(err).into_response();
     log::info!(target: "inferd::access", "- - {} peer={} principal=- ({reason})", response.status(), conn.peer);
-    let _ = write(&mut stream, &response, false, false);
+    let _ = write(&mut stream, &response, false, false, settings);
     stream.close();
 }
 
@@ -198,14 +266,15 @@ fn write(
     response: &Response,
     head_only: bool,
     keep_alive: bool,
+    settings: &Settings,
 ) -> io::Result<()> {
     let mut out = Vec::with_capacity(256 + response.body().len());
     response.write_to(&mut out, head_only, keep_alive);
-    stream.write_all(&out)
+    stream.write_all(&out, Instant::now() + settings.write_timeout)
 }
 
-/// Reads more bytes into `buf` until it holds at least `want` bytes. `Ok(false)` is a clean
-/// end of stream before that.
+/// Reads more bytes into `buf` until it holds at least `want` bytes, never reading past
+/// them. `Ok(false)` is a clean end of stream before that.
 fn fill(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
@@ -214,7 +283,7 @@ fn fill(
 ) -> io::Result<bool> {
     let mut chunk = [0u8; 8192];
     while buf.len() < want {
-        let room = (want - buf.len()).clamp(1, chunk.len());
+        let room = (want - buf.len()).min(chunk.len());
         let n = stream.read(&mut chunk[..room], deadline)?;
         if n == 0 {
             return Ok(false);
@@ -224,28 +293,50 @@ fn fill(
     Ok(true)
 }
 
-type ReadOutcome = Result<Option<(Request, bool, bool)>, HttpError>;
+fn io_error(e: io::Error) -> HttpError {
+    match e.kind() {
+        io::ErrorKind::TimedOut => HttpError::Timeout,
+        _ => HttpError::BadRequest(format!("connection error: {e}")),
+    }
+}
 
-/// Reads one request (head, then body) from `buf` and the stream. Leaves any pipelined
-/// bytes that follow it in `buf`. `Ok(None)`: the client closed between requests.
-fn read_request(
+/// Reads one request head, leaving what follows it in `buf`. `Ok(None)`: the client closed
+/// between requests.
+///
+/// Linear in the bytes received: the head is only re-parsed when a chunk brings a line end
+/// (the head cannot be complete otherwise), blank lines before a request are skipped as they
+/// arrive (RFC 9112 §2.2), and the size caps are checked on every chunk.
+fn read_head(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     deadline: Instant,
     limits: &HeadLimits,
-    settings: &Settings,
-    conn: &ConnInfo,
-) -> ReadOutcome {
-    let io_err = |e: io::Error| match e.kind() {
-        io::ErrorKind::TimedOut => HttpError::Timeout,
-        _ => HttpError::BadRequest(format!("connection error: {e}")),
-    };
+) -> Result<Option<Head>, HttpError> {
     let mut chunk = [0u8; 8192];
-    let (head, head_len) = loop {
-        if let Some(parsed) = parse::parse_head(buf, limits)? {
-            break parsed;
+    let mut line_end_seen = buf.contains(&b'\n');
+    let mut try_parse = !buf.is_empty();
+    loop {
+        loop {
+            let skip = if buf.starts_with(b"\r\n") {
+                2
+            } else if buf.starts_with(b"\n") {
+                1
+            } else {
+                break;
+            };
+            buf.drain(..skip);
         }
-        let n = stream.read(&mut chunk, deadline).map_err(io_err)?;
+        if try_parse && !buf.is_empty() {
+            if let Some((head, len)) = parse::parse_head(buf, limits)? {
+                buf.drain(..len);
+                return Ok(Some(head));
+            }
+        } else if !line_end_seen && buf.len() > limits.max_request_line {
+            return Err(HttpError::UriTooLong);
+        } else if buf.len() > limits.max_header_bytes {
+            return Err(HttpError::HeadersTooLarge);
+        }
+        let n = stream.read(&mut chunk, deadline).map_err(io_error)?;
         if n == 0 {
             return if buf.is_empty() {
                 Ok(None)
@@ -255,28 +346,63 @@ fn read_request(
                 ))
             };
         }
+        try_parse = chunk[..n].contains(&b'\n');
+        line_end_seen |= try_parse;
         buf.extend_from_slice(&chunk[..n]);
-    };
-    buf.drain(..head_len);
+    }
+}
+
+/// A request whose head is read and whose body is not yet.
+struct Prepared {
+    request: Request,
+    framing: Framing,
+    keep_alive: bool,
+    expects_continue: bool,
+}
+
+/// Turns a head into a body-less `Request`, with its framing and keep-alive decided.
+fn prepare(head: Head, settings: &Settings, conn: &ConnInfo) -> Result<Prepared, HttpError> {
     let framing = parse::framing(&head, settings.max_body_bytes)?;
     let keep_alive = head.keep_alive();
-    let expects_continue = head.expects_continue()?;
-    let body = match framing {
-        Framing::NoBody => Vec::new(),
-        Framing::Length(len) => {
-            if expects_continue && buf.is_empty() {
-                stream
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .map_err(io_err)?;
-            }
-            let body_deadline = Instant::now() + settings.body_timeout;
-            if !fill(stream, buf, body_deadline, len).map_err(io_err)? {
-                return Err(HttpError::BadRequest("connection closed mid-body".into()));
-            }
-            buf.drain(..len).collect()
-        }
-    };
-    let head_only = head.method == "HEAD";
-    let request = Request::new(&head.method, &head.target, head.headers, body, conn.clone());
-    Ok(Some((request, keep_alive, head_only)))
+    // 1xx responses are for HTTP/1.1 clients only (RFC 9110 §15.2).
+    let expects_continue = head.expects_continue()? && head.minor_version >= 1;
+    let request = Request::new(
+        &head.method,
+        &head.target,
+        head.headers,
+        Vec::new(),
+        conn.clone(),
+    );
+    Ok(Prepared {
+        request,
+        framing,
+        keep_alive,
+        expects_continue,
+    })
+}
+
+/// Reads a body of `len` bytes within the body deadline, after `100 Continue` if asked.
+fn read_body(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    len: usize,
+    expects_continue: bool,
+    settings: &Settings,
+) -> Result<Vec<u8>, HttpError> {
+    if expects_continue && buf.is_empty() {
+        stream
+            .write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                Instant::now() + settings.write_timeout,
+            )
+            .map_err(io_error)?;
+    }
+    buf.reserve_exact(len.saturating_sub(buf.len()));
+    let deadline = Instant::now() + settings.body_timeout;
+    if !fill(stream, buf, deadline, len).map_err(io_error)? {
+        return Err(HttpError::BadRequest("connection closed mid-body".into()));
+    }
+    // The body is the front of `buf`; what follows it (pipelined requests) stays.
+    let rest = buf.split_off(len);
+    Ok(std::mem::replace(buf, rest))
 }

@@ -52,6 +52,9 @@ pub enum ApiError {
     /// A body that is not JSON by its Content-Type.
     #[error("unsupported media type: send application/json")]
     UnsupportedMediaType,
+    /// A compressed body (`Content-Encoding` other than identity), which we do not inflate.
+    #[error("unsupported Content-Encoding: send the body uncompressed")]
+    UnsupportedEncoding,
     /// The body is not well-formed JSON, or not the shape of request this route takes.
     #[error("malformed request: {0}")]
     Malformed(String),
@@ -87,6 +90,7 @@ impl ApiError {
             E::Unauthorized { .. } => (401, "unauthorized", self.to_string()),
             E::Forbidden(_) => (403, "forbidden", self.to_string()),
             E::UnsupportedMediaType => (415, "unsupported_media_type", self.to_string()),
+            E::UnsupportedEncoding => (415, "unsupported_content_encoding", self.to_string()),
             E::Malformed(m) => (400, "malformed_json", m.clone()),
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),

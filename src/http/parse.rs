@@ -128,9 +128,10 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize
         minor_version,
         headers,
     };
-    if head.minor_version == 1 && head.header("host").is_none() {
+    let hosts = head.headers_named("host").count();
+    if (head.minor_version == 1 && hosts == 0) || hosts > 1 {
         return Err(HttpError::BadRequest(
-            "HTTP/1.1 request without Host".into(),
+            "an HTTP/1.1 request needs exactly one Host (RFC 9112 §3.2)".into(),
         ));
     }
     Ok(Some((head, len)))
@@ -145,7 +146,8 @@ pub fn framing(head: &Head, max_body: usize) -> Result<Framing, HttpError> {
     let mut length: Option<u64> = None;
     for value in head.headers_named("content-length") {
         for part in value.split(',') {
-            let part = part.trim();
+            // Only HTTP whitespace: str::trim would also strip Unicode spaces a proxy keeps.
+            let part = part.trim_matches([' ', '\t']);
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(HttpError::BadRequest("invalid Content-Length".into()));
             }
@@ -243,6 +245,15 @@ mod tests {
     }
 
     #[test]
+    fn host_must_appear_exactly_once() {
+        assert!(matches!(
+            head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(HttpError::BadRequest(_))
+        ));
+        assert!(head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
     fn keep_alive_follows_version_and_connection() {
         assert!(complete("GET / HTTP/1.1\r\nHost: a\r\n\r\n").keep_alive());
         assert!(!complete("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive());
@@ -289,6 +300,10 @@ mod tests {
         ));
         assert!(matches!(
             framing_of("Content-Length: 5\r\nContent-Length: 6\r\n", "POST"),
+            Err(HttpError::BadRequest(_))
+        ));
+        assert!(matches!(
+            framing_of("Content-Length: \u{a0}5\r\n", "POST"),
             Err(HttpError::BadRequest(_))
         ));
         assert!(matches!(

@@ -87,7 +87,10 @@ impl Response {
             let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
             let _ = write!(out, "{name}: {value}\r\n");
         }
-        let _ = write!(out, "content-length: {}\r\n", self.body.len());
+        // No Content-Length on 1xx and 204 (RFC 9110 §8.6).
+        if self.status >= 200 && self.status != 204 {
+            let _ = write!(out, "content-length: {}\r\n", self.body.len());
+        }
         if !keep_alive {
             out.extend_from_slice(b"connection: close\r\n");
         }

@@ -94,11 +94,41 @@ impl<'a> Route<'a> {
     }
 }
 
-/// Answers one request: the server's `Handler`.
+/// The server's `Handler`: the router with the app it routes into.
+pub struct Router {
+    pub app: std::sync::Arc<App>,
+}
+
+impl crate::http::Handler for Router {
+    fn admit(&self, head: &Request) -> Option<Response> {
+        let started = Instant::now();
+        let error = authorize(&self.app, head).err()?;
+        let response = error.into_response();
+        access_log(&self.app, head, &response, None, started);
+        Some(response)
+    }
+
+    fn handle(&self, req: &Request) -> Response {
+        route(&self.app, req)
+    }
+}
+
+/// Answers one request.
 pub fn route(app: &App, req: &Request) -> Response {
     let started = Instant::now();
     let mut who: Option<Principal> = None;
     let response = dispatch(app, req, &mut who).unwrap_or_else(ApiError::into_response);
+    access_log(app, req, &response, who.as_ref(), started);
+    response
+}
+
+fn access_log(
+    app: &App,
+    req: &Request,
+    response: &Response,
+    who: Option<&Principal>,
+    started: Instant,
+) {
     if app.log.access {
         log::info!(
             target: "inferd::access",
@@ -108,34 +138,59 @@ pub fn route(app: &App, req: &Request) -> Response {
             response.status(),
             started.elapsed().as_micros(),
             req.conn.peer,
-            who.as_ref().map_or("-", |p| p.id.as_str())
+            who.map_or("-", |p| p.id.as_str())
         );
     }
-    response
 }
 
-fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Response, ApiError> {
+/// What `authorize` let through.
+enum Admitted<'a> {
+    /// `OPTIONS`: answered with the path's methods, no credentials needed.
+    Options(&'static str),
+    Route(Route<'a>, Option<Principal>),
+}
+
+/// Everything decided from the head: route (404), method (405), body encoding (415),
+/// credentials (401) and path-scoped permission (403). Run before the body is read, and
+/// again (cheaply: one SHA-256) when the request is dispatched.
+fn authorize<'a>(app: &App, req: &'a Request) -> Result<Admitted<'a>, ApiError> {
     let (route, allow) = Route::resolve(&req.path)
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
     let method = req.method.as_str();
     if method == "OPTIONS" {
-        return Ok(Response::empty(204).with_header("allow", allow));
+        return Ok(Admitted::Options(allow));
     }
-    let allowed = allow.split(", ").any(|m| m == method);
-    if !allowed {
+    if !allow.split(", ").any(|m| m == method) {
         return Err(ApiError::MethodNotAllowed { allow });
     }
-    if let Some(scope) = route.scope() {
-        let principal = app
-            .auth
-            .authenticate(req)
-            .inspect_err(|e| audit(app, req, e.reason()))?;
-        if !matches!(scope, Scope::Predict("")) && !principal.allows(scope) {
-            audit(app, req, "missing_scope");
-            return Err(ApiError::Forbidden(scope.to_string()));
-        }
-        *who = Some(principal);
+    if req
+        .header("content-encoding")
+        .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
+    {
+        return Err(ApiError::UnsupportedEncoding);
     }
+    let Some(scope) = route.scope() else {
+        return Ok(Admitted::Route(route, None));
+    };
+    let principal = app
+        .auth
+        .authenticate(req)
+        .inspect_err(|e| audit(app, req, e.reason()))?;
+    if !matches!(scope, Scope::Predict("")) && !principal.allows(scope) {
+        audit(app, req, "missing_scope");
+        return Err(ApiError::Forbidden(scope.to_string()));
+    }
+    Ok(Admitted::Route(route, Some(principal)))
+}
+
+fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Response, ApiError> {
+    let route = match authorize(app, req)? {
+        Admitted::Options(allow) => return Ok(Response::empty(204).with_header("allow", allow)),
+        Admitted::Route(route, principal) => {
+            *who = principal;
+            route
+        }
+    };
     match route {
         Route::Predict => handlers::predict(app, req, who.as_ref()),
         Route::Infer { model, version } => handlers::infer(app, req, model, version),

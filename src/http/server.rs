@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 /// What answers requests. The router implements it; tests may plug in their own.
 pub trait Handler: Send + Sync + 'static {
+    /// Decides from the head alone (the body is still unread and empty) whether to refuse
+    /// the request. A refusal is sent at once and the body is never read: unauthenticated
+    /// clients cannot make the server buffer bodies or ask for `100 Continue`.
+    fn admit(&self, _head: &Request) -> Option<Response> {
+        None
+    }
+
     fn handle(&self, req: &Request) -> Response;
 }
 
@@ -57,11 +64,18 @@ pub(crate) struct Shared {
     rejecting: AtomicUsize,
     next_id: AtomicU64,
     wake_addr: SocketAddr,
+    /// Open connections above which idle keep-alive connections close to make room.
+    soft_cap: usize,
 }
 
 impl Shared {
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server is near its connection cap (within 10%).
+    pub(crate) fn crowded(&self) -> bool {
+        self.conns().len() >= self.soft_cap
     }
 
     fn conns(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
@@ -131,6 +145,7 @@ impl Server {
             rejecting: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             wake_addr: SocketAddr::new(wake_ip, local_addr.port()),
+            soft_cap: settings.max_connections - settings.max_connections / 10,
         });
         let accept_shared = shared.clone();
         let thread = thread::Builder::new()
@@ -271,7 +286,7 @@ fn reject_over_cap(
                 let response = ApiError::Overloaded.into_response();
                 let mut out = Vec::new();
                 response.write_to(&mut out, false, false);
-                let _ = stream.write_all(&out);
+                let _ = stream.write_all(&out, Instant::now() + REJECT_DEADLINE);
                 log::info!(target: "inferd::access", "- - 503 peer={peer} principal=- (connection cap)");
                 stream.close();
             }

@@ -74,7 +74,7 @@ impl TlsAcceptor {
             eof: false,
         };
         while stream.conn.is_handshaking() {
-            stream.flush_tls()?;
+            stream.flush_tls(deadline)?;
             if !stream.conn.wants_read() {
                 // Neither side can make progress: never loop here (the RUSTSEC-2024-0336 shape).
                 return Err(io::Error::new(
@@ -83,14 +83,16 @@ impl TlsAcceptor {
                 ));
             }
             stream.fill(deadline)?;
-            if stream.eof || stream.peer_closed() {
+            // A close_notify riding with the client's last flight is a half-close (TLS 1.3);
+            // only a close while the handshake is still unfinished ends it here.
+            if stream.conn.is_handshaking() && (stream.eof || stream.peer_closed()) {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed during TLS handshake",
                 ));
             }
         }
-        stream.flush_tls()?;
+        stream.flush_tls(deadline)?;
         Ok(stream)
     }
 }
@@ -124,24 +126,33 @@ impl TlsStream {
 
     /// Reads one batch of TLS records from the socket and processes them; sends any alert.
     fn fill(&mut self, deadline: Instant) -> io::Result<()> {
-        super::conn::set_deadline(&self.tcp, deadline)?;
-        let n = match self.conn.read_tls(&mut self.tcp) {
-            Ok(n) => n,
-            Err(e) => return Err(super::conn::timeout_kind(e)),
+        let n = loop {
+            super::conn::set_deadline(&self.tcp, deadline)?;
+            match self.conn.read_tls(&mut self.tcp) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(super::conn::timeout_kind(e)),
+            }
         };
         if n == 0 {
             self.eof = true;
         }
         if let Err(e) = self.conn.process_new_packets() {
-            let _ = self.flush_tls();
+            let _ = self.flush_tls(deadline);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         Ok(())
     }
 
-    fn flush_tls(&mut self) -> io::Result<()> {
+    /// Sends pending TLS records; every write call gets only what is left before `deadline`.
+    fn flush_tls(&mut self, deadline: Instant) -> io::Result<()> {
         while self.conn.wants_write() {
-            self.conn.write_tls(&mut self.tcp)?;
+            super::conn::set_write_deadline(&self.tcp, deadline)?;
+            match self.conn.write_tls(&mut self.tcp) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(super::conn::timeout_kind(e)),
+            }
         }
         Ok(())
     }
@@ -162,19 +173,19 @@ impl TlsStream {
         }
     }
 
-    /// Encrypts and sends all of `data` (the socket's write timeout bounds each write).
-    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Encrypts and sends all of `data` before `deadline`.
+    pub fn write_all(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
         // Chunks below rustls' default 64 KiB plaintext buffer limit, flushed in between.
         for chunk in data.chunks(16 * 1024) {
             self.conn.writer().write_all(chunk)?;
-            self.flush_tls()?;
+            self.flush_tls(deadline)?;
         }
         Ok(())
     }
 
     /// Sends close_notify.
-    pub fn close(&mut self) {
+    pub fn close(&mut self, deadline: Instant) {
         self.conn.send_close_notify();
-        let _ = self.flush_tls();
+        let _ = self.flush_tls(deadline);
     }
 }

@@ -123,7 +123,10 @@ impl Model {
         }
         let runner = match (&manifest.task, &manifest.text) {
             (Task::TextClassification, Some(spec)) => {
-                let pre = Box::new(Preprocessor::load(&dir.join(&spec.tokenizer), spec.clone())?);
+                let pre = Box::new(Preprocessor::load(
+                    &dir.join(&spec.tokenizer),
+                    spec.clone(),
+                )?);
                 let plans = spec
                     .buckets
                     .iter()

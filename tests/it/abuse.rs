@@ -59,18 +59,67 @@ fn stalled_body_is_408() {
 #[test]
 fn connections_over_the_cap_get_503() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2);
+    // Two connections mid-request (head not finished) hold both slots.
     let mut held: Vec<Conn> = (0..2).map(|_| server.connect()).collect();
     for conn in &mut held {
-        conn.send(&raw_request("GET", "/healthz", &[], b""));
-        assert_eq!(conn.response().status, 200);
+        conn.handshake();
+        conn.send(b"GET /healthz HTTP/1.1\r\n");
     }
     let r = server.request("GET", "/healthz", &[], b"");
     assert_eq!((r.status, r.code().as_str()), (503, "overloaded"));
     assert_eq!(r.header("retry-after"), Some("1"));
+    // Finishing the held requests frees the slots again.
+    for conn in &mut held {
+        conn.send(b"Host: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(conn.response().status, 200);
+    }
     drop(held);
-    // Once the held connections are gone, service resumes (their threads end on EOF).
     let resumed = (0..200).any(|_| server.request("GET", "/healthz", &[], b"").status == 200);
     assert!(resumed);
+}
+
+#[test]
+fn idle_keep_alive_connections_make_room_at_the_cap() {
+    let server = TestServer::start_with(|c| c.limits.max_connections = 2);
+    let mut idle: Vec<Conn> = (0..2).map(|_| server.connect()).collect();
+    for conn in &mut idle {
+        conn.send(&raw_request("GET", "/healthz", &[], b""));
+        assert_eq!(conn.response().status, 200);
+    }
+    // Both slots are taken by idle keep-alive connections: they close to make room.
+    for conn in &mut idle {
+        assert!(conn.wait_closed(Duration::from_secs(5)));
+    }
+    // Their threads end after a short lingering close; then a new client gets in.
+    drop(idle);
+    let served = (0..200).any(|_| server.request("GET", "/healthz", &[], b"").status == 200);
+    assert!(served);
+}
+
+#[test]
+fn unauthenticated_request_is_refused_before_its_body() {
+    let server = TestServer::start();
+    let mut conn = server.connect();
+    // A 4 MB body is announced but never sent: the 401 must come from the head alone,
+    // without 100 Continue, and the connection must close.
+    conn.send(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4000000\r\n\r\n");
+    let r = conn.response();
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+    assert!(conn.closed_by_server());
+    let mut conn = server.connect();
+    conn.send(b"POST /v2/models/nope/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n");
+    assert_eq!(conn.response().status, 401);
+}
+
+#[test]
+fn non_ascii_authorization_is_401_not_500() {
+    let server = TestServer::start();
+    let mut conn = server.connect();
+    let mut raw = b"GET /v2/models/digits HTTP/1.1\r\nHost: x\r\nAuthorization: abcdef".to_vec();
+    raw.extend_from_slice(&[0xff, 0xfe]);
+    raw.extend_from_slice(b"\r\n\r\n");
+    conn.send(&raw);
+    assert_eq!(conn.response().status, 401);
 }
 
 #[test]

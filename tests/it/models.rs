@@ -135,7 +135,10 @@ fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            (v["text"].as_str().unwrap().to_owned(), v["label"].as_u64().unwrap() as usize)
+            (
+                v["text"].as_str().unwrap().to_owned(),
+                v["label"].as_u64().unwrap() as usize,
+            )
         })
         .collect();
     // Two halves on the pool's two workers.
@@ -146,13 +149,22 @@ fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
         std::thread::spawn(move || {
             let texts = part.iter().map(|(t, _)| t.clone()).collect();
             let got = repo.classify(&model, texts).unwrap();
-            got.iter().zip(&part).filter(|(c, (_, label))| c.label == ["negative", "positive"][*label]).count()
+            got.iter()
+                .zip(&part)
+                .filter(|(c, (_, label))| c.label == ["negative", "positive"][*label])
+                .count()
         })
     };
     let (ha, hb) = (run(a), run(b));
     let correct = ha.join().unwrap() + hb.join().unwrap();
     let accuracy = correct as f64 / rows.len() as f64;
-    eprintln!("sentiment held-out accuracy in tract: {accuracy:.4} ({correct}/{})", rows.len());
+    eprintln!(
+        "sentiment held-out accuracy in tract: {accuracy:.4} ({correct}/{})",
+        rows.len()
+    );
     assert!(rows.len() > 3000);
-    assert!((accuracy - ONNXRUNTIME_HELDOUT_ACCURACY).abs() <= 0.01, "tract {accuracy:.4} vs onnxruntime {ONNXRUNTIME_HELDOUT_ACCURACY}");
+    assert!(
+        (accuracy - ONNXRUNTIME_HELDOUT_ACCURACY).abs() <= 0.01,
+        "tract {accuracy:.4} vs onnxruntime {ONNXRUNTIME_HELDOUT_ACCURACY}"
+    );
 }

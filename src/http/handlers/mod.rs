@@ -65,7 +65,22 @@ pub fn infer(
             None
         }
     };
-    let mut request = oip::decode(&req.body, header_len)?;
+    let mut request = match (header_len, model.manifest.inputs.as_slice()) {
+        (Some(0), [only]) if !model.is_text() => {
+            oip::decode_raw(&req.body, &only.name, only.datatype, &only.shape)?
+        }
+        (Some(0), _) => {
+            return Err(ModelError::invalid(
+                "raw_binary_unsupported",
+                format!(
+                    "model {} does not take raw binary requests (one fixed-width input only)",
+                    model.name()
+                ),
+            )
+            .into());
+        }
+        _ => oip::decode(&req.body, header_len)?,
+    };
     let inputs = std::mem::take(&mut request.inputs);
     let outputs = if model.is_text() {
         classify_tensor(app, &model, inputs)?
@@ -177,8 +192,6 @@ pub fn model_metadata(app: &App, name: &str, version: Option<&str>) -> Result<Re
             "platform": "onnx_tract",
             "inputs": inputs,
             "outputs": outputs,
-            "parameters": { "task": if model.is_text() { "text-classification" } else { "tensor" },
-                            "labels": m.labels, "description": m.description },
         }),
     ))
 }
