@@ -22,6 +22,9 @@ pub enum AuthError {
     /// A bearer token, which this device is not configured to verify.
     #[error("bearer token not accepted: no token keys configured")]
     BearerUnsupported,
+    /// A bearer token that failed verification; the failure says why for the audit log.
+    #[error("invalid token: {}", .0.reason)]
+    Token(TokenFailure),
     /// An `Authorization` header in a scheme we do not take.
     #[error("unsupported Authorization scheme")]
     UnsupportedScheme,
@@ -33,7 +36,7 @@ pub enum AuthError {
 impl AuthError {
     /// Whether the client tried a bearer token (the 401 then names `invalid_token`).
     pub fn was_bearer(&self) -> bool {
-        matches!(self, AuthError::BearerUnsupported)
+        matches!(self, AuthError::BearerUnsupported | AuthError::Token(_))
     }
 
     /// A stable reason for the audit log.
@@ -43,8 +46,29 @@ impl AuthError {
             AuthError::UnknownKey => "unknown_key",
             AuthError::ExpiredKey(_) => "expired_key",
             AuthError::BearerUnsupported => "bearer_unsupported",
+            AuthError::Token(f) => f.reason,
             AuthError::UnsupportedScheme => "unsupported_scheme",
             AuthError::KeysFile { .. } => "keys_file",
+        }
+    }
+}
+
+/// Why a token was refused: a stable audit reason (`expired`, `bad_signature`,
+/// `unknown_kid`, `revoked`, `wrong_audience`, ...) and the `kid`/`sub` when they could be
+/// read. Never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFailure {
+    pub reason: &'static str,
+    pub kid: Option<String>,
+    pub sub: Option<String>,
+}
+
+impl TokenFailure {
+    pub fn new(reason: &'static str) -> Self {
+        TokenFailure {
+            reason,
+            kid: None,
+            sub: None,
         }
     }
 }
@@ -53,6 +77,10 @@ impl AuthError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     ApiKey,
+    /// An Ed25519 bearer token (`id` is its `sub`).
+    Token,
+    /// A client certificate verified against the device CA.
+    Certificate,
 }
 
 /// An authenticated caller.
