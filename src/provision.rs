@@ -3,7 +3,7 @@
 //! fsync, rename, fsync folder); files holding secrets get mode 0600.
 
 use crate::auth::api_key::{self, KeysFile};
-use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+use crate::auth::jwt;
 use jwt_simple::prelude::Ed25519KeyPair;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -109,10 +109,7 @@ pub fn issue_tls(names: &[String]) -> Result<(String, String, String), Provision
 pub fn token_keypair() -> Result<(String, String, String), ProvisionError> {
     let pair = Ed25519KeyPair::generate();
     let public = pair.public_key();
-    let x = Base64UrlSafeNoPadding::encode_to_string(public.to_bytes()).map_err(crypto)?;
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
-    let kid = Base64UrlSafeNoPadding::encode_to_string(digest.as_ref()).map_err(crypto)?;
+    let kid = jwt::thumbprint(&public.to_bytes());
     Ok((pair.to_pem(), public.to_pem(), kid))
 }
 

@@ -2,6 +2,7 @@
 //! `Principal` with scopes. API keys today; Ed25519 tokens and mTLS plug in here.
 
 pub mod api_key;
+pub mod jwt;
 
 use crate::http::Request;
 use api_key::KeyRing;
@@ -31,6 +32,17 @@ pub enum AuthError {
     /// The keys file is missing or malformed (at start or reload).
     #[error("API keys file {path}: {reason}")]
     KeysFile { path: String, reason: String },
+    /// A token key file (trusted public key or signing key) is missing or unreadable, or a
+    /// keys folder cannot be listed (at start or reload).
+    #[error("token key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    /// The token revocations file is missing or malformed (at start or reload).
+    #[error("revocations file {path}: {reason}")]
+    RevocationsFile { path: String, reason: String },
+    /// A token could not be signed: claims this device refuses to issue (empty `sub`, a
+    /// scope with spaces, a TTL under a second), or a signing failure.
+    #[error("cannot sign token: {0}")]
+    Sign(String),
 }
 
 impl AuthError {
@@ -49,6 +61,9 @@ impl AuthError {
             AuthError::Token(f) => f.reason,
             AuthError::UnsupportedScheme => "unsupported_scheme",
             AuthError::KeysFile { .. } => "keys_file",
+            AuthError::KeyFile { .. } => "key_file",
+            AuthError::RevocationsFile { .. } => "revocations_file",
+            AuthError::Sign(_) => "sign",
         }
     }
 }
