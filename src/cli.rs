@@ -59,11 +59,66 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign a token offline (provisioning station), with a key from `init` or `keygen`.
+    Token {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, e.g. "predict:digits metrics".
+        #[arg(long)]
+        scope: String,
+        /// Lifetime: 90s, 15m, 1h, 30d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        #[arg(long)]
+        aud: Option<String>,
+        #[arg(long)]
+        iss: Option<String>,
+        /// Token id, for revocation by jti (default: random).
+        #[arg(long)]
+        jti: Option<String>,
+    },
     /// API key management.
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// OAuth2 client management (POST /token).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Print a fresh client secret once, and the entry to add to the clients file.
+    New {
+        #[arg(long)]
+        id: String,
+        /// Scopes the client may be granted (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+}
+
+/// Parses `90s`, `15m`, `1h`, `30d` (a bare number is seconds).
+pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and s, m, h or d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("ttl must be above 0".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +147,8 @@ pub enum CliError {
     UnknownEnv(String),
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// Runs a parsed command.
@@ -154,6 +211,33 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
                 out.join(format!("{kid}.key.pem")).display(),
                 out.join(format!("{kid}.pem")).display()
+            );
+            Ok(())
+        }
+        Command::Token { key, sub, scope, ttl, aud, iss, jti } => {
+            let signer = crate::auth::jwt::TokenSigner::load(&key)?;
+            let jti = match jti {
+                Some(jti) => jti,
+                None => crate::auth::jwt::random_jti()?,
+            };
+            let claims = crate::auth::jwt::Claims {
+                sub,
+                scopes: scope.split_whitespace().map(str::to_owned).collect(),
+                ttl,
+                issuer: iss,
+                audience: aud,
+                jti: Some(jti),
+            };
+            println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
+            Ok(())
+        }
+        Command::Client { command: ClientCommand::New { id, scopes } } => {
+            let (secret, entry) = crate::auth::client::generate(&id, scopes)
+                .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
+            let file = crate::auth::client::ClientsFile { client: vec![entry] };
+            println!(
+                "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
+                toml::to_string(&file).unwrap_or_default()
             );
             Ok(())
         }
@@ -226,7 +310,7 @@ fn check(config: &Config) -> Result<(), CliError> {
     let started = Instant::now();
     let app = crate::App::load(config)?;
     if let Some(tls) = &config.tls {
-        crate::http::TlsAcceptor::load(&tls.cert, &tls.key).map_err(StartError::from)?;
+        crate::http::TlsAcceptor::load(&tls.cert, &tls.key, tls.client.as_ref()).map_err(StartError::from)?;
     }
     for m in app.models.models() {
         println!(

@@ -35,9 +35,13 @@ enum Kind {
 /// Every key that exists, with its type: the source of truth for env overrides.
 const KEYS: &[(&str, &str, Kind)] = &[
     ("", "listen", Kind::Str),
+    ("", "state_dir", Kind::Str),
     ("tls", "enabled", Kind::Bool),
     ("tls", "cert", Kind::Str),
     ("tls", "key", Kind::Str),
+    ("tls", "client_ca", Kind::Str),
+    ("tls", "client_auth", Kind::Str),
+    ("tls", "client_scopes", Kind::List),
     ("limits", "max_connections", Kind::Int),
     ("limits", "max_header_bytes", Kind::Int),
     ("limits", "max_headers", Kind::Int),
@@ -54,6 +58,16 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("models", "default", Kind::Str),
     ("models", "enabled", Kind::List),
     ("auth", "api_keys_file", Kind::Str),
+    ("auth", "jwt_keys_dir", Kind::Str),
+    ("auth", "issuer", Kind::Str),
+    ("auth", "audience", Kind::Str),
+    ("auth", "leeway_s", Kind::Int),
+    ("auth", "max_token_bytes", Kind::Int),
+    ("auth", "revocations_file", Kind::Str),
+    ("auth", "signing_key", Kind::Str),
+    ("auth", "clients_file", Kind::Str),
+    ("auth", "token_ttl_s", Kind::Int),
+    ("auth", "clock_policy", Kind::Str),
     ("log", "level", Kind::Str),
     ("log", "access", Kind::Bool),
     ("log", "audit", Kind::Bool),
@@ -75,6 +89,7 @@ fn env_name(section: &str, key: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -93,6 +108,9 @@ struct RawTls {
     enabled: Option<bool>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+    client_scopes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,6 +143,16 @@ struct RawModels {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     api_keys_file: Option<PathBuf>,
+    jwt_keys_dir: Option<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_s: Option<u64>,
+    max_token_bytes: Option<u64>,
+    revocations_file: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
+    clients_file: Option<PathBuf>,
+    token_ttl_s: Option<u64>,
+    clock_policy: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -135,11 +163,22 @@ struct RawLog {
     audit: Option<bool>,
 }
 
-/// TLS certificate and key (PEM).
+/// TLS certificate and key (PEM), and optional client-certificate authentication.
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client: Option<ClientAuthConfig>,
+}
+
+/// mTLS: client certificates signed by `ca` become principals with `scopes`.
+#[derive(Debug, Clone)]
+pub struct ClientAuthConfig {
+    pub ca: PathBuf,
+    /// `client_auth = "required"`: the handshake fails without a valid certificate.
+    /// `"optional"`: a certificate is verified when presented, else other credentials apply.
+    pub required: bool,
+    pub scopes: Vec<String>,
 }
 
 /// Caps and deadlines.
@@ -173,6 +212,45 @@ pub struct ModelsConfig {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub api_keys_file: PathBuf,
+    /// Bearer-token verification, when `jwt_keys_dir` is set.
+    pub tokens: Option<TokensConfig>,
+    /// The OAuth2 token endpoint, when `signing_key` is set.
+    pub issuing: Option<IssuingConfig>,
+    pub clock_policy: ClockPolicy,
+}
+
+/// Verification of Ed25519 bearer tokens.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// One `<kid>.pem` public key per trusted signer.
+    pub keys_dir: PathBuf,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    pub max_token_bytes: usize,
+    pub revocations_file: Option<PathBuf>,
+}
+
+/// `POST /token`: the device signs short-lived tokens for known clients.
+#[derive(Debug, Clone)]
+pub struct IssuingConfig {
+    pub signing_key: PathBuf,
+    pub clients_file: PathBuf,
+    pub ttl: Duration,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// What to do when the clock is obviously wrong (before the build date, or before the last
+/// time inferd saw): boards without a real-time clock boot in the past, where expired
+/// tokens would look valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockPolicy {
+    /// Refuse bearer tokens (and do not issue them) until the clock is sane; API keys and
+    /// client certificates keep working. The default.
+    RefuseTokens,
+    /// Trust the clock whatever it says.
+    Ignore,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +266,8 @@ pub struct LogConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where inferd keeps what it learns at run time (the last time it saw).
+    pub state_dir: PathBuf,
     /// `None` only when `[tls] enabled = false` says so explicitly.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
@@ -278,11 +358,26 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid(format!("listen {listen_text:?} is not an address:port")))?;
+        let client = match (raw.tls.client_ca, raw.tls.client_auth.as_deref()) {
+            (None, None) => None,
+            (Some(ca), mode) => Some(ClientAuthConfig {
+                ca: resolve(ca),
+                required: match mode.unwrap_or("optional") {
+                    "optional" => false,
+                    "required" => true,
+                    other => return Err(invalid(format!("tls.client_auth {other:?} must be \"optional\" or \"required\""))),
+                },
+                scopes: raw.tls.client_scopes.unwrap_or_else(|| vec!["predict".into()]),
+            }),
+            (None, Some(_)) => return Err(invalid("tls.client_auth needs tls.client_ca".into())),
+        };
         let tls = match (raw.tls.enabled.unwrap_or(true), raw.tls.cert, raw.tls.key) {
+            (false, _, _) if client.is_some() => return Err(invalid("tls.client_ca needs TLS on".into())),
             (false, _, _) => None,
             (true, Some(cert), Some(key)) => Some(TlsConfig {
                 cert: resolve(cert),
                 key: resolve(key),
+                client,
             }),
             (true, _, _) => {
                 return Err(invalid(
@@ -342,10 +437,60 @@ impl Config {
             default: raw.models.default,
             enabled: raw.models.enabled,
         };
+        let a = raw.auth;
+        let leeway_s = a.leeway_s.unwrap_or(60);
+        if leeway_s > 3600 {
+            return Err(invalid(format!("auth.leeway_s = {leeway_s} must be at most 3600")));
+        }
+        let tokens = match a.jwt_keys_dir {
+            Some(dir) => Some(TokensConfig {
+                keys_dir: resolve(dir),
+                issuer: a.issuer.clone(),
+                audience: a.audience.clone(),
+                leeway: Duration::from_secs(leeway_s),
+                max_token_bytes: count(a.max_token_bytes, 4096, "max_token_bytes", 64 * 1024)?,
+                revocations_file: a.revocations_file.map(resolve),
+            }),
+            None if a.revocations_file.is_some() => {
+                return Err(invalid("auth.revocations_file needs auth.jwt_keys_dir".into()));
+            }
+            None => None,
+        };
+        let ttl_s = a.token_ttl_s.unwrap_or(900);
+        if !(1..=86_400).contains(&ttl_s) {
+            return Err(invalid(format!("auth.token_ttl_s = {ttl_s} must be 1..=86400")));
+        }
+        let issuing = match (a.signing_key, a.clients_file) {
+            (Some(key), Some(clients)) => Some(IssuingConfig {
+                signing_key: resolve(key),
+                clients_file: resolve(clients),
+                ttl: Duration::from_secs(ttl_s),
+                issuer: a.issuer,
+                audience: a.audience,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "auth.signing_key and auth.clients_file go together (POST /token)".into(),
+                ));
+            }
+        };
+        let clock_policy = match a.clock_policy.as_deref().unwrap_or("refuse_tokens") {
+            "refuse_tokens" => ClockPolicy::RefuseTokens,
+            "ignore" => ClockPolicy::Ignore,
+            other => {
+                return Err(invalid(format!(
+                    "auth.clock_policy {other:?} must be \"refuse_tokens\" or \"ignore\""
+                )));
+            }
+        };
         let auth = AuthConfig {
-            api_keys_file: resolve(raw.auth.api_keys_file.ok_or_else(|| {
+            api_keys_file: resolve(a.api_keys_file.ok_or_else(|| {
                 invalid("[auth] api_keys_file is required: inferd is never open".into())
             })?),
+            tokens,
+            issuing,
+            clock_policy,
         };
         let level_text = raw.log.level.unwrap_or_else(|| "info".into());
         let log = LogConfig {
@@ -359,6 +504,7 @@ impl Config {
         };
         Ok(Config {
             listen,
+            state_dir: raw.state_dir.map_or_else(|| base.to_path_buf(), resolve),
             tls,
             limits,
             models,
@@ -444,6 +590,32 @@ api_keys_file = "keys.toml"
         );
         let plain = no_tls.replace("[tls]\n", "[tls]\nenabled = false\n");
         assert!(parse(&plain, &[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn token_and_mtls_settings() {
+        let c = parse(
+            MINIMAL,
+            &[
+                ("INFERD_AUTH_JWT_KEYS_DIR", "trusted"),
+                ("INFERD_AUTH_AUDIENCE", "device-7"),
+                ("INFERD_AUTH_SIGNING_KEY", "signing.pem"),
+                ("INFERD_AUTH_CLIENTS_FILE", "clients.toml"),
+                ("INFERD_TLS_CLIENT_CA", "ca.pem"),
+                ("INFERD_TLS_CLIENT_AUTH", "required"),
+            ],
+        )
+        .unwrap();
+        let tokens = c.auth.tokens.unwrap();
+        assert_eq!((tokens.keys_dir, tokens.leeway), (PathBuf::from("/state/trusted"), Duration::from_secs(60)));
+        assert_eq!(c.auth.issuing.unwrap().audience.as_deref(), Some("device-7"));
+        let client = c.tls.unwrap().client.unwrap();
+        assert!(client.required);
+        assert_eq!(client.scopes, vec!["predict"]);
+        assert_eq!(c.auth.clock_policy, ClockPolicy::RefuseTokens);
+        assert!(parse(MINIMAL, &[("INFERD_AUTH_SIGNING_KEY", "s.pem")]).is_err());
+        assert!(parse(MINIMAL, &[("INFERD_TLS_CLIENT_AUTH", "maybe"), ("INFERD_TLS_CLIENT_CA", "c")]).is_err());
+        assert!(parse(MINIMAL, &[("INFERD_AUTH_CLOCK_POLICY", "trust")]).is_err());
     }
 
     #[test]

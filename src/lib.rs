@@ -15,7 +15,8 @@ pub mod model;
 pub mod oip;
 pub mod provision;
 
-use auth::api_key::KeyRing;
+use auth::clock::Clock;
+use auth::issue::TokenIssuer;
 use auth::{AuthError, Authenticator};
 use config::{Config, LogConfig};
 use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
@@ -27,6 +28,8 @@ use std::sync::Arc;
 /// Everything a request may touch. Built once by `start`, shared read-only by the workers.
 pub struct App {
     pub auth: Authenticator,
+    /// `POST /token`, when the device holds a signing key.
+    pub issuer: Option<TokenIssuer>,
     pub models: ModelRepository,
     pub log: LogConfig,
 }
@@ -72,7 +75,8 @@ impl App {
         )?;
         models.warm_up()?;
         Ok(App {
-            auth: Authenticator::new(keys),
+            auth,
+            issuer,
             models,
             log: config.log.clone(),
         })
@@ -122,7 +126,7 @@ pub fn http_settings(config: &Config) -> Settings {
 /// Loads everything and starts serving; returns once the socket is listening.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let tls = match &config.tls {
-        Some(t) => Some(TlsAcceptor::load(&t.cert, &t.key)?),
+        Some(t) => Some(TlsAcceptor::load(&t.cert, &t.key, t.client.as_ref())?),
         None => None,
     };
     let app = Arc::new(App::load(config)?);

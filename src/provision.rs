@@ -168,6 +168,16 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
     )?;
     let (api_key, entry) = api_key::generate("admin", vec!["admin".into()]).map_err(crypto)?;
     write_keys(&dir.join("api_keys.toml"), &KeysFile { key: vec![entry] })?;
+    write_atomic(
+        &dir.join("clients.toml"),
+        b"# OAuth2 clients for POST /token: add entries printed by `inferd client new`.\n",
+        0o600,
+    )?;
+    write_atomic(
+        &dir.join("revocations.toml"),
+        b"# Revoked tokens: jti = [\"...\"] and/or sub = [\"...\"]. Picked up without a restart.\njti = []\nsub = []\n",
+        0o644,
+    )?;
     let models =
         std::path::absolute(&opts.models_dir).map_err(|e| write_err(&opts.models_dir, e))?;
     let config = format!(
@@ -189,6 +199,12 @@ dir = {models}
 
 [auth]
 api_keys_file = "api_keys.toml"
+jwt_keys_dir = "token/trusted"      # one <kid>.pem per trusted signer
+revocations_file = "revocations.toml"
+signing_key = "token/signing-key.pem" # enables POST /token
+clients_file = "clients.toml"
+leeway_s = 60
+token_ttl_s = 900
 
 [log]
 level = "info"

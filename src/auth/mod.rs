@@ -1,11 +1,21 @@
-//! Who is calling, and may they: the `Authenticator` turns a request's credentials into a
-//! `Principal` with scopes. API keys today; Ed25519 tokens and mTLS plug in here.
+//! Who is calling, and may they: the `Authenticator` turns a request's credentials (an API
+//! key, an Ed25519 bearer token, or a verified client certificate) into a `Principal` with
+//! scopes. The files behind it reload without a restart.
 
 pub mod api_key;
+pub mod client;
+pub mod clock;
+pub mod issue;
 pub mod jwt;
+pub mod mtls;
+pub mod watch;
 
+use crate::config::Config;
 use crate::http::Request;
 use api_key::KeyRing;
+use clock::Clock;
+use jwt::{Revocations, TokenPolicy, TokenVerifier, TrustedKeys};
+use watch::Watched;
 
 /// Why credentials were refused. The client only ever hears "unauthorized"; the audit log
 /// records which of these it was.
@@ -43,6 +53,9 @@ pub enum AuthError {
     /// scope with spaces, a TTL under a second), or a signing failure.
     #[error("cannot sign token: {0}")]
     Sign(String),
+    /// A verified client certificate that names no identity (no SAN URI/DNS, no CN).
+    #[error("client certificate without an identity")]
+    CertificateWithoutIdentity,
 }
 
 impl AuthError {
@@ -64,6 +77,28 @@ impl AuthError {
             AuthError::KeyFile { .. } => "key_file",
             AuthError::RevocationsFile { .. } => "revocations_file",
             AuthError::Sign(_) => "sign",
+            AuthError::CertificateWithoutIdentity => "certificate_without_identity",
+        }
+    }
+
+    /// The kind of credential that was presented, for the audit log.
+    pub fn credential(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "none",
+            AuthError::UnknownKey | AuthError::ExpiredKey(_) => "api_key",
+            AuthError::BearerUnsupported | AuthError::Token(_) => "bearer",
+            AuthError::UnsupportedScheme => "other",
+            AuthError::CertificateWithoutIdentity => "certificate",
+            _ => "none",
+        }
+    }
+
+    /// Key id, token kid and sub when known (never a secret), for the audit log.
+    pub fn identifiers(&self) -> serde_json::Value {
+        match self {
+            AuthError::ExpiredKey(id) => serde_json::json!({ "key_id": id }),
+            AuthError::Token(f) => serde_json::json!({ "kid": f.kid, "sub": f.sub }),
+            _ => serde_json::Value::Null,
         }
     }
 }
@@ -139,32 +174,93 @@ impl Principal {
     }
 }
 
-/// Checks credentials. Built once at start, shared read-only.
+/// Checks credentials. Built once at start, shared by the workers; its files reload.
 pub struct Authenticator {
-    keys: KeyRing,
+    keys: Watched<KeyRing>,
+    tokens: Option<Watched<TokenVerifier>>,
+    /// Scopes of certificate principals, when mTLS is configured.
+    certificate_scopes: Option<Vec<String>>,
+    pub clock: Clock,
 }
 
 impl Authenticator {
-    pub fn new(keys: KeyRing) -> Self {
-        Authenticator { keys }
+    /// Loads keys, token keys and revocations as configured; an error names the file.
+    pub fn load(config: &Config, clock: Clock) -> Result<Authenticator, AuthError> {
+        let keys_path = config.auth.api_keys_file.clone();
+        let keys = Watched::new("API keys", vec![keys_path.clone()], Box::new(move || KeyRing::load(&keys_path)))?;
+        let tokens = match config.auth.tokens.clone() {
+            None => None,
+            Some(t) => {
+                let mut paths = vec![t.keys_dir.clone()];
+                paths.extend(t.revocations_file.clone());
+                let load = move || {
+                    let keys = TrustedKeys::load_dir(&t.keys_dir)?;
+                    let revocations = match &t.revocations_file {
+                        Some(path) => Revocations::load(path)?,
+                        None => Revocations::empty(),
+                    };
+                    let policy = TokenPolicy {
+                        issuer: t.issuer.clone(),
+                        audience: t.audience.clone(),
+                        leeway: t.leeway,
+                        max_token_bytes: t.max_token_bytes,
+                    };
+                    Ok(TokenVerifier::new(keys, policy, revocations))
+                };
+                Some(Watched::new("token keys and revocations", paths, Box::new(load))?)
+            }
+        };
+        let certificate_scopes = config.tls.as_ref().and_then(|t| t.client.as_ref()).map(|c| c.scopes.clone());
+        Ok(Authenticator {
+            keys,
+            tokens,
+            certificate_scopes,
+            clock,
+        })
     }
 
-    /// Finds the caller's principal from `X-API-Key` or `Authorization`.
+    /// Finds the caller's principal: `X-API-Key`, else `Authorization: Bearer`, else a
+    /// verified client certificate.
     pub fn authenticate(&self, req: &Request) -> Result<Principal, AuthError> {
         if let Some(key) = req.header("x-api-key") {
-            return self.keys.verify(key.trim(), std::time::SystemTime::now());
+            return self.keys.get().verify(key.trim(), self.clock.now());
         }
         match req.header("authorization") {
-            None => Err(AuthError::Missing),
-            // Bytes, not str slicing: the value may hold any non-ASCII byte.
-            Some(v)
-                if v.as_bytes()
-                    .get(..7)
-                    .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer ")) =>
-            {
-                Err(AuthError::BearerUnsupported)
+            // Bytes, not str slicing: the value may hold any non-ASCII byte. The first seven
+            // bytes are ASCII when they match, so index 7 is a char boundary.
+            Some(v) if v.as_bytes().get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"bearer ")) => {
+                let tokens = self.tokens.as_ref().ok_or(AuthError::BearerUnsupported)?;
+                let now = self
+                    .clock
+                    .trusted_now()
+                    .map_err(|_| AuthError::Token(TokenFailure::new("clock_untrusted")))?;
+                tokens.get().verify(v[7..].trim(), now)
             }
             Some(_) => Err(AuthError::UnsupportedScheme),
+            None => match (&req.conn.client_cert, &self.certificate_scopes) {
+                (Some(der), Some(scopes)) => {
+                    let id = mtls::identity(der).ok_or(AuthError::CertificateWithoutIdentity)?;
+                    Ok(Principal {
+                        id,
+                        method: Method::Certificate,
+                        scopes: scopes.clone(),
+                    })
+                }
+                _ => Err(AuthError::Missing),
+            },
+        }
+    }
+
+    /// The trusted token keys as a JWK set, when tokens are configured.
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.tokens.as_ref().map(|t| t.get().jwks())
+    }
+
+    /// Re-reads every auth file now (SIGHUP); a broken one keeps its old state.
+    pub fn reload_now(&self) {
+        self.keys.reload_now();
+        if let Some(t) = &self.tokens {
+            t.reload_now();
         }
     }
 }

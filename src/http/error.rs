@@ -67,6 +67,15 @@ pub enum ApiError {
     /// The inference queue is full.
     #[error("server busy, retry later")]
     Overloaded,
+    /// An OAuth2 token endpoint error (RFC 6749 §5.2), rendered in that RFC's shape.
+    #[error("{description}")]
+    OAuth {
+        status: u16,
+        error: &'static str,
+        description: String,
+        /// Answer `WWW-Authenticate: Basic` (the client authenticated with HTTP Basic).
+        basic_challenge: bool,
+    },
     /// Something failed on our side; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -88,13 +97,14 @@ impl ApiError {
             E::NotFound(m) => (404, "not_found", m.clone()),
             E::MethodNotAllowed { .. } => (405, "method_not_allowed", self.to_string()),
             E::Unauthorized { .. } => (401, "unauthorized", self.to_string()),
-            E::Forbidden(_) => (403, "forbidden", self.to_string()),
+            E::Forbidden(_) => (403, "insufficient_scope", self.to_string()),
             E::UnsupportedMediaType => (415, "unsupported_media_type", self.to_string()),
             E::UnsupportedEncoding => (415, "unsupported_content_encoding", self.to_string()),
             E::Malformed(m) => (400, "malformed_json", m.clone()),
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),
             E::Overloaded => (503, "overloaded", self.to_string()),
+            E::OAuth { status, error, description, .. } => (*status, error, description.clone()),
             E::Internal(_) => (500, "internal", "internal error".to_owned()),
         }
     }
@@ -110,17 +120,33 @@ impl ApiError {
             log::error!("internal error: {detail}");
         }
         let (status, code, message) = self.parts();
+        if let ApiError::OAuth { basic_challenge, .. } = &self {
+            // RFC 6749 §5.2: "error" is the code; never cached (§5.1).
+            let body = serde_json::json!({ "error": code, "error_description": message });
+            let response = Response::json(status, &body)
+                .with_header("cache-control", "no-store")
+                .with_header("pragma", "no-cache");
+            return match basic_challenge {
+                true => response.with_header("www-authenticate", r#"Basic realm="inferd", charset="UTF-8""#),
+                false => response,
+            };
+        }
         let body = serde_json::json!({ "error": message, "code": code });
         let response = Response::json(status, &body);
         match self {
             ApiError::MethodNotAllowed { allow } => response.with_header("allow", allow),
-            ApiError::Unauthorized { bearer: true } => response.with_header(
+            // RFC 6750 §3: a challenge on every 401; error="invalid_token" when a token was
+            // presented. Auth failures are never cached.
+            ApiError::Unauthorized { bearer } => response
+                .with_header("cache-control", "no-store")
+                .with_header(
+                    "www-authenticate",
+                    if bearer { r#"Bearer realm="inferd", error="invalid_token""# } else { r#"Bearer realm="inferd""# },
+                ),
+            ApiError::Forbidden(scope) => response.with_header(
                 "www-authenticate",
-                r#"Bearer realm="inferd", error="invalid_token""#,
+                format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
-            ApiError::Unauthorized { bearer: false } => {
-                response.with_header("www-authenticate", r#"ApiKey realm="inferd""#)
-            }
             ApiError::Overloaded => response.with_header("retry-after", "1"),
             _ => response,
         }

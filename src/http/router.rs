@@ -30,6 +30,8 @@ pub enum Route<'a> {
     Ready,
     Healthz,
     Readyz,
+    Token,
+    Jwks,
 }
 
 const GET: &str = "GET, HEAD";
@@ -52,6 +54,8 @@ impl<'a> Route<'a> {
             ["v2", "health", "ready"] => Some((Route::Ready, GET)),
             ["healthz"] => Some((Route::Healthz, GET)),
             ["readyz"] => Some((Route::Readyz, GET)),
+            ["token"] => Some((Route::Token, POST)),
+            [".well-known", "jwks.json"] => Some((Route::Jwks, GET)),
             ["v2", "models", model, "versions", version, rest @ ..]
                 if !model.is_empty() && !version.is_empty() =>
             {
@@ -90,6 +94,8 @@ impl<'a> Route<'a> {
             Route::Ready => "/v2/health/ready",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
+            Route::Token => "/token",
+            Route::Jwks => "/.well-known/jwks.json",
         }
     }
 }
@@ -200,21 +206,40 @@ fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Res
         Route::Live | Route::Ready => Ok(Response::empty(200)),
         Route::Healthz => Ok(Response::json(200, &serde_json::json!({ "status": "ok" }))),
         Route::Readyz => Ok(handlers::readyz(app)),
+        Route::Token => handlers::token(app, req),
+        Route::Jwks => handlers::jwks(app),
     }
 }
 
-/// One JSON line per refused authentication or authorisation. Never the credential.
-fn audit(app: &App, req: &Request, reason: &str) {
+/// One JSON line per refused authentication or authorisation, on its own log target: time,
+/// peer, route, credential kind, the key id / kid / sub when known, and a stable reason.
+/// Never the credential itself.
+pub(crate) fn audit_event(app: &App, req: &Request, credential: &str, reason: &str, ids: serde_json::Value) {
     if app.log.audit {
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
+            "time": httpdate::fmt_http_date(std::time::SystemTime::now()),
             "event": "auth_failure",
             "reason": reason,
+            "credential": credential,
             "peer": req.conn.peer.to_string(),
             "method": req.method,
-            "path": req.path,
+            "route": Route::resolve(&req.path).map_or("-", |(r, _)| r.label()),
         });
+        if let (Some(line), serde_json::Value::Object(ids)) = (line.as_object_mut(), ids) {
+            line.extend(ids.into_iter().filter(|(_, v)| !v.is_null()));
+        }
         log::warn!(target: "inferd::audit", "{line}");
     }
+}
+
+/// Audits a valid credential that lacks the route's scope.
+pub(crate) fn audit_scope(app: &App, req: &Request, who: &Principal) {
+    let credential = match who.method {
+        crate::auth::Method::ApiKey => "api_key",
+        crate::auth::Method::Token => "bearer",
+        crate::auth::Method::Certificate => "certificate",
+    };
+    audit_event(app, req, credential, "insufficient_scope", serde_json::json!({ "principal": who.id }))
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub enum TlsError {
     /// The certificate file is missing, unreadable or holds no PEM certificate.
     #[error("TLS certificate {path}: {reason}")]
     Cert { path: String, reason: String },
+    /// The client CA file is missing, unreadable or holds no usable certificate.
+    #[error("TLS client CA {path}: {reason}")]
+    ClientCa { path: String, reason: String },
     /// The key file is missing, unreadable or holds no PEM private key.
     #[error("TLS private key {path}: {reason}")]
     Key { path: String, reason: String },
@@ -33,9 +36,10 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// Loads a PEM certificate chain and private key. TLS 1.2 and 1.3 only, ring provider
-    /// (ring, not aws-lc-rs: builds for ARM without cmake), ALPN `http/1.1`.
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+    /// Loads a PEM certificate chain and private key, and the client CA when mTLS is on.
+    /// TLS 1.2 and 1.3 only, ring provider (ring, not aws-lc-rs: builds for ARM without
+    /// cmake), ALPN `http/1.1`.
+    pub fn load(cert: &Path, key: &Path, client: Option<&crate::config::ClientAuthConfig>) -> Result<Self, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .and_then(|it| it.collect::<Result<_, _>>())
             .map_err(|e| TlsError::Cert {
@@ -53,10 +57,14 @@ impl TlsAcceptor {
             reason: e.to_string(),
         })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client {
+            None => builder.with_no_client_auth(),
+            Some(client) => builder.with_client_cert_verifier(client_verifier(client, provider)?),
+        };
+        let mut config = builder
             .with_single_cert(certs, key)
             .map_err(|e| TlsError::Config(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -95,6 +103,28 @@ impl TlsAcceptor {
         stream.flush_tls(deadline)?;
         Ok(stream)
     }
+}
+
+/// Verifies client certificates against the configured CA (webpki: chain, validity,
+/// client-auth EKU); optional mode lets clients without a certificate through.
+fn client_verifier(
+    client: &crate::config::ClientAuthConfig,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let err = |reason: String| TlsError::ClientCa {
+        path: client.ca.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&client.ca).map_err(|e| err(e.to_string()))? {
+        roots.add(cert.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no certificate in file".into()));
+    }
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if client.required { builder } else { builder.allow_unauthenticated() };
+    builder.build().map_err(|e| err(e.to_string()))
 }
 
 /// A server-side TLS session over a blocking TCP socket.

@@ -71,7 +71,7 @@ fn key_without_the_scope_is_403() {
         &[("X-API-Key", &key)],
         DIGIT.as_bytes(),
     );
-    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+    assert_eq!((r.status, r.code().as_str()), (403, "insufficient_scope"));
     let r = server.request("GET", "/v2/models/digits", &[("X-API-Key", &key)], b"");
     assert_eq!(r.status, 403);
 }

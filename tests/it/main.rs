@@ -4,6 +4,7 @@
 
 mod abuse;
 mod api;
+mod auth;
 mod http;
 mod models;
 mod predict;

@@ -13,6 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+mod token;
+pub use token::{jwks, token};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictInput {
@@ -28,8 +31,13 @@ pub fn predict(app: &App, req: &Request, who: Option<&Principal>) -> Result<Resp
         None => app.models.default_text()?,
     };
     let scope = Scope::Predict(model.name());
-    if !who.is_some_and(|p| p.allows(scope)) {
-        return Err(ApiError::Forbidden(scope.to_string()));
+    match who {
+        Some(p) if p.allows(scope) => {}
+        Some(p) => {
+            crate::http::router::audit_scope(app, req, p);
+            return Err(ApiError::Forbidden(scope.to_string()));
+        }
+        None => return Err(ApiError::Forbidden(scope.to_string())),
     }
     let result = app.models.classify(&model, vec![input.text])?;
     let Some(c) = result.into_iter().next() else {
@@ -214,7 +222,8 @@ pub fn server_metadata() -> Response {
     )
 }
 
-/// `GET /readyz`: readiness with detail per model.
+/// `GET /readyz`: readiness with detail per model and for the clock (an untrusted clock
+/// leaves the appliance ready: API keys and certificates still work; tokens wait).
 pub fn readyz(app: &App) -> Response {
     let models: serde_json::Map<String, serde_json::Value> = app
         .models
@@ -226,5 +235,9 @@ pub fn readyz(app: &App) -> Response {
             )
         })
         .collect();
-    Response::json(200, &json!({ "ready": true, "models": models }))
+    let clock = match app.auth.clock.problem() {
+        None => json!({ "trusted": true }),
+        Some(reason) => json!({ "trusted": false, "reason": reason, "tokens": "refused until the clock is set" }),
+    };
+    Response::json(200, &json!({ "ready": true, "models": models, "clock": clock }))
 }

@@ -1,0 +1,129 @@
+//! The OAuth2 client credentials grant (RFC 6749 §4.4) behind `POST /token`: a known client
+//! with the right secret gets a short-lived EdDSA token, signed with the device's key, for
+//! the scopes it asked for (all it may have when it asked for none).
+
+use super::client::Clients;
+use super::jwt::{Claims, TokenSigner};
+use super::watch::Watched;
+use super::{AuthError, clock::Clock};
+use crate::config::IssuingConfig;
+use std::time::Duration;
+
+/// Why a grant was refused, as RFC 6749 §5.2 names it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// Missing or repeated parameter, or two client authentication methods.
+    InvalidRequest(String),
+    /// Unknown client or wrong secret; `basic` when the client used HTTP Basic.
+    InvalidClient { basic: bool },
+    /// A scope the client may not have.
+    InvalidScope(String),
+    /// Any grant type other than client_credentials.
+    UnsupportedGrantType,
+    /// The device cannot issue now (its clock is untrusted, signing failed).
+    Unavailable(String),
+}
+
+/// A granted access token (RFC 6749 §5.1).
+#[derive(Debug, serde::Serialize)]
+pub struct Grant {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+/// Issues tokens; present only when `signing_key` is configured.
+pub struct TokenIssuer {
+    signer: TokenSigner,
+    clients: Watched<Clients>,
+    ttl: Duration,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Client credentials as presented: from HTTP Basic, or from the form body.
+pub struct ClientAuth {
+    pub id: String,
+    pub secret: String,
+    pub basic: bool,
+}
+
+impl TokenIssuer {
+    pub fn load(config: &IssuingConfig) -> Result<TokenIssuer, AuthError> {
+        let signer = TokenSigner::load(&config.signing_key)?;
+        let path = config.clients_file.clone();
+        let clients = Watched::new("OAuth clients", vec![path.clone()], Box::new(move || Clients::load(&path)))?;
+        Ok(TokenIssuer {
+            signer,
+            clients,
+            ttl: config.ttl,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        })
+    }
+
+    /// Decides a client credentials request. `form` holds the body's parameters in order;
+    /// `basic` the credentials from an `Authorization: Basic` header.
+    pub fn grant(&self, form: &[(String, String)], basic: Option<ClientAuth>, clock: &Clock) -> Result<Grant, GrantError> {
+        let param = |name: &str| -> Result<Option<&str>, GrantError> {
+            let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(GrantError::InvalidRequest(format!("parameter {name} repeated")));
+            }
+            Ok(first)
+        };
+        let grant_type = param("grant_type")?.ok_or_else(|| GrantError::InvalidRequest("grant_type is required".into()))?;
+        let body_id = param("client_id")?;
+        let body_secret = param("client_secret")?;
+        let client = match (basic, body_id, body_secret) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(GrantError::InvalidRequest("use one client authentication method, not two".into()));
+            }
+            (Some(auth), None, None) => auth,
+            (None, Some(id), Some(secret)) => ClientAuth { id: id.into(), secret: secret.into(), basic: false },
+            (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
+        };
+        let clients = self.clients.get();
+        let allowed = clients.verify(&client.id, &client.secret).ok_or(GrantError::InvalidClient { basic: client.basic })?;
+        if grant_type != "client_credentials" {
+            return Err(GrantError::UnsupportedGrantType);
+        }
+        let scopes: Vec<String> = match param("scope")? {
+            None => allowed.to_vec(),
+            Some(requested) => {
+                let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
+                    return Err(GrantError::InvalidScope(format!("scope {bad} is not allowed for this client")));
+                }
+                requested
+            }
+        };
+        if scopes.is_empty() {
+            return Err(GrantError::InvalidScope("no scope to grant".into()));
+        }
+        let now = clock.trusted_now().map_err(GrantError::Unavailable)?;
+        let jti = super::jwt::random_jti().map_err(|e| GrantError::Unavailable(e.to_string()))?;
+        let claims = Claims {
+            sub: client.id,
+            scopes: scopes.clone(),
+            ttl: self.ttl,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jti: Some(jti),
+        };
+        let access_token = self.signer.sign(&claims, now).map_err(|e| GrantError::Unavailable(e.to_string()))?;
+        Ok(Grant {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.ttl.as_secs(),
+            scope: scopes.join(" "),
+        })
+    }
+
+    /// Re-reads the clients file now (SIGHUP).
+    pub fn reload_now(&self) {
+        self.clients.reload_now();
+    }
+}
