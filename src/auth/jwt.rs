@@ -253,6 +253,8 @@ impl TokenVerifier {
     /// Verifies a compact JWS. `now` is injected (tests, and the clock policy). A token seen
     /// before is answered from the cache after re-checking `exp`/`nbf` and revocation, so
     /// devices presenting the same token on every request pay for the signature once.
+    /// Failures carry the header's `kid` once read, and the `sub` only from a payload whose
+    /// signature verified (an unverified `sub` would let anyone write the audit log).
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Principal, AuthError> {
         if token.len() > self.policy.max_token_bytes {
             return Err(fail("too_long", None, None));
