@@ -106,8 +106,13 @@ pub enum ClientCommand {
 /// Parses `90s`, `15m`, `1h`, `30d` (a bare number is seconds).
 pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and s, m, h or d"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and s, m, h or d"))?;
     let seconds = match unit {
         "" | "s" => n,
         "m" => n.saturating_mul(60),
@@ -214,7 +219,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Token { key, sub, scope, ttl, aud, iss, jti } => {
+        Command::Token {
+            key,
+            sub,
+            scope,
+            ttl,
+            aud,
+            iss,
+            jti,
+        } => {
             let signer = crate::auth::jwt::TokenSigner::load(&key)?;
             let jti = match jti {
                 Some(jti) => jti,
@@ -231,10 +244,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
             Ok(())
         }
-        Command::Client { command: ClientCommand::New { id, scopes } } => {
+        Command::Client {
+            command: ClientCommand::New { id, scopes },
+        } => {
             let (secret, entry) = crate::auth::client::generate(&id, scopes)
                 .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-            let file = crate::auth::client::ClientsFile { client: vec![entry] };
+            let file = crate::auth::client::ClientsFile {
+                client: vec![entry],
+            };
             println!(
                 "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
                 toml::to_string(&file).unwrap_or_default()
@@ -310,7 +327,8 @@ fn check(config: &Config) -> Result<(), CliError> {
     let started = Instant::now();
     let app = crate::App::load(config)?;
     if let Some(tls) = &config.tls {
-        crate::http::TlsAcceptor::load(&tls.cert, &tls.key, tls.client.as_ref()).map_err(StartError::from)?;
+        crate::http::TlsAcceptor::load(&tls.cert, &tls.key, tls.client.as_ref())
+            .map_err(StartError::from)?;
     }
     for m in app.models.models() {
         println!(

@@ -365,14 +365,23 @@ impl Config {
                 required: match mode.unwrap_or("optional") {
                     "optional" => false,
                     "required" => true,
-                    other => return Err(invalid(format!("tls.client_auth {other:?} must be \"optional\" or \"required\""))),
+                    other => {
+                        return Err(invalid(format!(
+                            "tls.client_auth {other:?} must be \"optional\" or \"required\""
+                        )));
+                    }
                 },
-                scopes: raw.tls.client_scopes.unwrap_or_else(|| vec!["predict".into()]),
+                scopes: raw
+                    .tls
+                    .client_scopes
+                    .unwrap_or_else(|| vec!["predict".into()]),
             }),
             (None, Some(_)) => return Err(invalid("tls.client_auth needs tls.client_ca".into())),
         };
         let tls = match (raw.tls.enabled.unwrap_or(true), raw.tls.cert, raw.tls.key) {
-            (false, _, _) if client.is_some() => return Err(invalid("tls.client_ca needs TLS on".into())),
+            (false, _, _) if client.is_some() => {
+                return Err(invalid("tls.client_ca needs TLS on".into()));
+            }
             (false, _, _) => None,
             (true, Some(cert), Some(key)) => Some(TlsConfig {
                 cert: resolve(cert),
@@ -440,7 +449,9 @@ impl Config {
         let a = raw.auth;
         let leeway_s = a.leeway_s.unwrap_or(60);
         if leeway_s > 3600 {
-            return Err(invalid(format!("auth.leeway_s = {leeway_s} must be at most 3600")));
+            return Err(invalid(format!(
+                "auth.leeway_s = {leeway_s} must be at most 3600"
+            )));
         }
         let tokens = match a.jwt_keys_dir {
             Some(dir) => Some(TokensConfig {
@@ -452,13 +463,17 @@ impl Config {
                 revocations_file: a.revocations_file.map(resolve),
             }),
             None if a.revocations_file.is_some() => {
-                return Err(invalid("auth.revocations_file needs auth.jwt_keys_dir".into()));
+                return Err(invalid(
+                    "auth.revocations_file needs auth.jwt_keys_dir".into(),
+                ));
             }
             None => None,
         };
         let ttl_s = a.token_ttl_s.unwrap_or(900);
         if !(1..=86_400).contains(&ttl_s) {
-            return Err(invalid(format!("auth.token_ttl_s = {ttl_s} must be 1..=86400")));
+            return Err(invalid(format!(
+                "auth.token_ttl_s = {ttl_s} must be 1..=86400"
+            )));
         }
         let issuing = match (a.signing_key, a.clients_file) {
             (Some(key), Some(clients)) => Some(IssuingConfig {
@@ -607,14 +622,29 @@ api_keys_file = "keys.toml"
         )
         .unwrap();
         let tokens = c.auth.tokens.unwrap();
-        assert_eq!((tokens.keys_dir, tokens.leeway), (PathBuf::from("/state/trusted"), Duration::from_secs(60)));
-        assert_eq!(c.auth.issuing.unwrap().audience.as_deref(), Some("device-7"));
+        assert_eq!(
+            (tokens.keys_dir, tokens.leeway),
+            (PathBuf::from("/state/trusted"), Duration::from_secs(60))
+        );
+        assert_eq!(
+            c.auth.issuing.unwrap().audience.as_deref(),
+            Some("device-7")
+        );
         let client = c.tls.unwrap().client.unwrap();
         assert!(client.required);
         assert_eq!(client.scopes, vec!["predict"]);
         assert_eq!(c.auth.clock_policy, ClockPolicy::RefuseTokens);
         assert!(parse(MINIMAL, &[("INFERD_AUTH_SIGNING_KEY", "s.pem")]).is_err());
-        assert!(parse(MINIMAL, &[("INFERD_TLS_CLIENT_AUTH", "maybe"), ("INFERD_TLS_CLIENT_CA", "c")]).is_err());
+        assert!(
+            parse(
+                MINIMAL,
+                &[
+                    ("INFERD_TLS_CLIENT_AUTH", "maybe"),
+                    ("INFERD_TLS_CLIENT_CA", "c")
+                ]
+            )
+            .is_err()
+        );
         assert!(parse(MINIMAL, &[("INFERD_AUTH_CLOCK_POLICY", "trust")]).is_err());
     }
 

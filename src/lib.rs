@@ -55,13 +55,14 @@ impl App {
     /// Loads keys and models and runs one warm-up inference per model, so that a bad model
     /// fails here and not on the first request.
     pub fn load(config: &Config) -> Result<App, StartError> {
-        let keys = KeyRing::load(&config.auth.api_keys_file)?;
-        if keys.is_empty() {
-            log::warn!(
-                "{} holds no keys: every protected route will answer 401",
-                config.auth.api_keys_file.display()
-            );
-        }
+        let clock = Clock::system(config.auth.clock_policy, Some(config.state_dir.clone()));
+        let auth = Authenticator::load(config, clock)?;
+        let issuer = config
+            .auth
+            .issuing
+            .as_ref()
+            .map(TokenIssuer::load)
+            .transpose()?;
         let pool = Pool::new(
             config.limits.inference_threads,
             config.limits.inference_queue,

@@ -52,10 +52,21 @@ impl Clients {
         let file: ClientsFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         let mut clients = Vec::with_capacity(file.client.len());
         for entry in file.client {
-            let hash = super::api_key::unhex(&entry.secret_sha256)
-                .ok_or_else(|| err(format!("client {}: secret_sha256 must be 64 hex digits", entry.id)))?;
-            if entry.id.is_empty() || clients.iter().any(|(c, _): &(ClientEntry, _)| c.id == entry.id) {
-                return Err(err(format!("client id {:?} is empty or repeated", entry.id)));
+            let hash = super::api_key::unhex(&entry.secret_sha256).ok_or_else(|| {
+                err(format!(
+                    "client {}: secret_sha256 must be 64 hex digits",
+                    entry.id
+                ))
+            })?;
+            if entry.id.is_empty()
+                || clients
+                    .iter()
+                    .any(|(c, _): &(ClientEntry, _)| c.id == entry.id)
+            {
+                return Err(err(format!(
+                    "client id {:?} is empty or repeated",
+                    entry.id
+                )));
             }
             clients.push((entry, hash));
         }
@@ -66,7 +77,10 @@ impl Clients {
     /// compared in constant time even for an unknown id.
     pub fn verify(&self, id: &str, secret: &str) -> Option<&[String]> {
         let presented = sha256(secret.as_bytes());
-        let found = self.clients.iter().find(|(c, _)| c.id.as_bytes().ct_eq(id.as_bytes()).into());
+        let found = self
+            .clients
+            .iter()
+            .find(|(c, _)| c.id.as_bytes().ct_eq(id.as_bytes()).into());
         let expected = found.map_or([0u8; 32], |(_, h)| *h);
         let ok = bool::from(presented.ct_eq(&expected)) && found.is_some();
         found.filter(|_| ok).map(|(c, _)| c.scopes.as_slice())
@@ -74,7 +88,10 @@ impl Clients {
 }
 
 /// A fresh client secret and its clients-file entry.
-pub fn generate(id: &str, scopes: Vec<String>) -> Result<(String, ClientEntry), ring::error::Unspecified> {
+pub fn generate(
+    id: &str,
+    scopes: Vec<String>,
+) -> Result<(String, ClientEntry), ring::error::Unspecified> {
     let mut raw = [0u8; 32];
     SystemRandom::new().fill(&mut raw)?;
     let secret = hex(&raw);
@@ -95,9 +112,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (secret, entry) = generate("cam", vec!["predict".into()]).unwrap();
         let path = dir.path().join("clients.toml");
-        std::fs::write(&path, toml::to_string(&ClientsFile { client: vec![entry] }).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            toml::to_string(&ClientsFile {
+                client: vec![entry],
+            })
+            .unwrap(),
+        )
+        .unwrap();
         let clients = Clients::load(&path).unwrap();
-        assert_eq!(clients.verify("cam", &secret), Some(&["predict".to_string()][..]));
+        assert_eq!(
+            clients.verify("cam", &secret),
+            Some(&["predict".to_string()][..])
+        );
         assert_eq!(clients.verify("cam", "wrong"), None);
         assert_eq!(clients.verify("other", &secret), None);
     }

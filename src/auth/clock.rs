@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix seconds at which this binary was built (see build.rs).
-pub const BUILD_UNIX: u64 = match u64::from_str_radix(env!("INFERD_BUILD_UNIX"), 10) {
+pub const BUILD_UNIX: u64 = match u64::from_str_radix(env!("BUILT_AT_UNIX"), 10) {
     Ok(t) => t,
     Err(_) => 0,
 };
+
+// build.rs always sets a real time; a zero here would disable the floor silently.
+const _: () = assert!(BUILD_UNIX > 1_600_000_000, "build.rs must set BUILT_AT_UNIX");
 
 /// How often the last-seen time is written back (at most).
 const PERSIST_EVERY: Duration = Duration::from_secs(600);
@@ -50,7 +53,12 @@ impl Clock {
     }
 
     /// A clock with an injected time source and build floor (tests).
-    pub fn with(policy: ClockPolicy, state_dir: Option<PathBuf>, build_unix: u64, now: NowFn) -> Clock {
+    pub fn with(
+        policy: ClockPolicy,
+        state_dir: Option<PathBuf>,
+        build_unix: u64,
+        now: NowFn,
+    ) -> Clock {
         let state_file = state_dir.map(|d| d.join(STATE_FILE));
         let last_seen = state_file
             .as_ref()
@@ -99,8 +107,13 @@ impl Clock {
     /// For readiness detail: `None` when trusted.
     pub fn problem(&self) -> Option<String> {
         let secs = unix(self.now());
-        (self.policy == ClockPolicy::RefuseTokens && secs < self.floor)
-            .then(|| format!("clock reads {}, before {} (build or last run)", date(secs), date(self.floor)))
+        (self.policy == ClockPolicy::RefuseTokens && secs < self.floor).then(|| {
+            format!(
+                "clock reads {}, before {} (build or last run)",
+                date(secs),
+                date(self.floor)
+            )
+        })
     }
 
     fn remember(&self, secs: u64) {
@@ -108,9 +121,12 @@ impl Clock {
         if secs < self.persisted.load(Ordering::Relaxed) + PERSIST_EVERY.as_secs() {
             return;
         }
-        let Ok(_guard) = self.write_lock.try_lock() else { return };
+        let Ok(_guard) = self.write_lock.try_lock() else {
+            return;
+        };
         self.persisted.store(secs, Ordering::Relaxed);
-        if let Err(e) = crate::provision::write_atomic(file, format!("{secs}\n").as_bytes(), 0o644) {
+        if let Err(e) = crate::provision::write_atomic(file, format!("{secs}\n").as_bytes(), 0o644)
+        {
             log::warn!("cannot record the last-seen time: {e}");
         }
     }
@@ -129,9 +145,19 @@ mod tests {
     #[test]
     fn a_clock_before_the_build_is_untrusted() {
         let clock = Clock::with(ClockPolicy::RefuseTokens, None, 1_800_000_000, at(1_000));
-        assert!(clock.trusted_now().unwrap_err().contains("refusing bearer tokens"));
+        assert!(
+            clock
+                .trusted_now()
+                .unwrap_err()
+                .contains("refusing bearer tokens")
+        );
         assert!(clock.problem().is_some());
-        let clock = Clock::with(ClockPolicy::RefuseTokens, None, 1_800_000_000, at(1_800_000_001));
+        let clock = Clock::with(
+            ClockPolicy::RefuseTokens,
+            None,
+            1_800_000_000,
+            at(1_800_000_001),
+        );
         assert!(clock.trusted_now().is_ok());
         assert!(clock.problem().is_none());
     }
@@ -145,17 +171,27 @@ mod tests {
     #[test]
     fn last_seen_time_is_persisted_and_becomes_the_floor() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Clock::with(ClockPolicy::RefuseTokens, Some(dir.path().into()), 100, at(2_000_000_000));
+        let clock = Clock::with(
+            ClockPolicy::RefuseTokens,
+            Some(dir.path().into()),
+            100,
+            at(2_000_000_000),
+        );
         assert!(clock.trusted_now().is_ok());
         // A reboot with the clock back in the past: the recorded time is the floor now.
-        let rebooted = Clock::with(ClockPolicy::RefuseTokens, Some(dir.path().into()), 100, at(1_900_000_000));
+        let rebooted = Clock::with(
+            ClockPolicy::RefuseTokens,
+            Some(dir.path().into()),
+            100,
+            at(1_900_000_000),
+        );
         assert!(rebooted.trusted_now().is_err());
-        let later = Clock::with(ClockPolicy::RefuseTokens, Some(dir.path().into()), 100, at(2_000_000_100));
+        let later = Clock::with(
+            ClockPolicy::RefuseTokens,
+            Some(dir.path().into()),
+            100,
+            at(2_000_000_100),
+        );
         assert!(later.trusted_now().is_ok());
-    }
-
-    #[test]
-    fn build_time_is_recorded() {
-        assert!(BUILD_UNIX > 1_700_000_000, "build.rs sets INFERD_BUILD_UNIX");
     }
 }

@@ -53,7 +53,11 @@ impl TokenIssuer {
     pub fn load(config: &IssuingConfig) -> Result<TokenIssuer, AuthError> {
         let signer = TokenSigner::load(&config.signing_key)?;
         let path = config.clients_file.clone();
-        let clients = Watched::new("OAuth clients", vec![path.clone()], Box::new(move || Clients::load(&path)))?;
+        let clients = Watched::new(
+            "OAuth clients",
+            vec![path.clone()],
+            Box::new(move || Clients::load(&path)),
+        )?;
         Ok(TokenIssuer {
             signer,
             clients,
@@ -65,37 +69,65 @@ impl TokenIssuer {
 
     /// Decides a client credentials request. `form` holds the body's parameters in order;
     /// `basic` the credentials from an `Authorization: Basic` header.
-    pub fn grant(&self, form: &[(String, String)], basic: Option<ClientAuth>, clock: &Clock) -> Result<Grant, GrantError> {
+    pub fn grant(
+        &self,
+        form: &[(String, String)],
+        basic: Option<ClientAuth>,
+        clock: &Clock,
+    ) -> Result<Grant, GrantError> {
         let param = |name: &str| -> Result<Option<&str>, GrantError> {
-            let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let mut values = form
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
             let first = values.next();
             if values.next().is_some() {
-                return Err(GrantError::InvalidRequest(format!("parameter {name} repeated")));
+                return Err(GrantError::InvalidRequest(format!(
+                    "parameter {name} repeated"
+                )));
             }
             Ok(first)
         };
-        let grant_type = param("grant_type")?.ok_or_else(|| GrantError::InvalidRequest("grant_type is required".into()))?;
+        let grant_type = param("grant_type")?
+            .ok_or_else(|| GrantError::InvalidRequest("grant_type is required".into()))?;
         let body_id = param("client_id")?;
         let body_secret = param("client_secret")?;
         let client = match (basic, body_id, body_secret) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-                return Err(GrantError::InvalidRequest("use one client authentication method, not two".into()));
+                return Err(GrantError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
             }
             (Some(auth), None, None) => auth,
-            (None, Some(id), Some(secret)) => ClientAuth { id: id.into(), secret: secret.into(), basic: false },
+            (None, Some(id), Some(secret)) => ClientAuth {
+                id: id.into(),
+                secret: secret.into(),
+                basic: false,
+            },
             (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
         };
         let clients = self.clients.get();
-        let allowed = clients.verify(&client.id, &client.secret).ok_or(GrantError::InvalidClient { basic: client.basic })?;
+        let allowed =
+            clients
+                .verify(&client.id, &client.secret)
+                .ok_or(GrantError::InvalidClient {
+                    basic: client.basic,
+                })?;
         if grant_type != "client_credentials" {
             return Err(GrantError::UnsupportedGrantType);
         }
         let scopes: Vec<String> = match param("scope")? {
             None => allowed.to_vec(),
             Some(requested) => {
-                let requested: Vec<String> = requested.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                let requested: Vec<String> = requested
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
-                    return Err(GrantError::InvalidScope(format!("scope {bad} is not allowed for this client")));
+                    return Err(GrantError::InvalidScope(format!(
+                        "scope {bad} is not allowed for this client"
+                    )));
                 }
                 requested
             }
@@ -113,7 +145,10 @@ impl TokenIssuer {
             audience: self.audience.clone(),
             jti: Some(jti),
         };
-        let access_token = self.signer.sign(&claims, now).map_err(|e| GrantError::Unavailable(e.to_string()))?;
+        let access_token = self
+            .signer
+            .sign(&claims, now)
+            .map_err(|e| GrantError::Unavailable(e.to_string()))?;
         Ok(Grant {
             access_token,
             token_type: "Bearer",

@@ -187,7 +187,11 @@ impl Authenticator {
     /// Loads keys, token keys and revocations as configured; an error names the file.
     pub fn load(config: &Config, clock: Clock) -> Result<Authenticator, AuthError> {
         let keys_path = config.auth.api_keys_file.clone();
-        let keys = Watched::new("API keys", vec![keys_path.clone()], Box::new(move || KeyRing::load(&keys_path)))?;
+        let keys = Watched::new(
+            "API keys",
+            vec![keys_path.clone()],
+            Box::new(move || KeyRing::load(&keys_path)),
+        )?;
         let tokens = match config.auth.tokens.clone() {
             None => None,
             Some(t) => {
@@ -207,10 +211,18 @@ impl Authenticator {
                     };
                     Ok(TokenVerifier::new(keys, policy, revocations))
                 };
-                Some(Watched::new("token keys and revocations", paths, Box::new(load))?)
+                Some(Watched::new(
+                    "token keys and revocations",
+                    paths,
+                    Box::new(load),
+                )?)
             }
         };
-        let certificate_scopes = config.tls.as_ref().and_then(|t| t.client.as_ref()).map(|c| c.scopes.clone());
+        let certificate_scopes = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.client.as_ref())
+            .map(|c| c.scopes.clone());
         Ok(Authenticator {
             keys,
             tokens,
@@ -228,7 +240,11 @@ impl Authenticator {
         match req.header("authorization") {
             // Bytes, not str slicing: the value may hold any non-ASCII byte. The first seven
             // bytes are ASCII when they match, so index 7 is a char boundary.
-            Some(v) if v.as_bytes().get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"bearer ")) => {
+            Some(v)
+                if v.as_bytes()
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"bearer ")) =>
+            {
                 let tokens = self.tokens.as_ref().ok_or(AuthError::BearerUnsupported)?;
                 let now = self
                     .clock

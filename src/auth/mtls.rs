@@ -37,24 +37,39 @@ pub fn identity(der: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
     fn cert(sans: Vec<SanType>, cn: Option<&str>) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = sans;
+        // rcgen names every certificate by default; start from an empty subject.
+        params.distinguished_name = DistinguishedName::new();
         if let Some(cn) = cn {
             params.distinguished_name.push(DnType::CommonName, cn);
         }
-        params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().to_vec()
+        params
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
     }
 
     #[test]
     fn uri_then_dns_then_cn() {
         let uri = SanType::URI("spiffe://fleet/cam-7".try_into().unwrap());
         let dns = SanType::DnsName("cam-7.fleet".try_into().unwrap());
-        assert_eq!(identity(&cert(vec![dns.clone(), uri], Some("x"))).as_deref(), Some("spiffe://fleet/cam-7"));
-        assert_eq!(identity(&cert(vec![dns], Some("x"))).as_deref(), Some("cam-7.fleet"));
-        assert_eq!(identity(&cert(vec![], Some("cam-9"))).as_deref(), Some("cam-9"));
+        assert_eq!(
+            identity(&cert(vec![dns.clone(), uri], Some("x"))).as_deref(),
+            Some("spiffe://fleet/cam-7")
+        );
+        assert_eq!(
+            identity(&cert(vec![dns], Some("x"))).as_deref(),
+            Some("cam-7.fleet")
+        );
+        assert_eq!(
+            identity(&cert(vec![], Some("cam-9"))).as_deref(),
+            Some("cam-9")
+        );
         assert_eq!(identity(&cert(vec![], None)), None);
         assert_eq!(identity(b"not a certificate"), None);
     }

@@ -17,7 +17,11 @@ type Stamp = Vec<Option<(SystemTime, u64)>>;
 fn stamp(paths: &[PathBuf]) -> Stamp {
     paths
         .iter()
-        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
         .collect()
 }
 
@@ -33,7 +37,11 @@ pub struct Watched<T> {
 impl<T> Watched<T> {
     /// Loads the value now (an error here is a start-up error) and watches `paths` (files,
     /// or folders: a folder's time changes when files are added, removed or renamed).
-    pub fn new(what: &'static str, paths: Vec<PathBuf>, load: Loader<T>) -> Result<Watched<T>, AuthError> {
+    pub fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        load: Loader<T>,
+    ) -> Result<Watched<T>, AuthError> {
         let stamped = stamp(&paths);
         let value = load()?;
         Ok(Watched {
@@ -48,7 +56,10 @@ impl<T> Watched<T> {
     /// The current value, reloading first if a watched file changed.
     pub fn get(&self) -> Arc<T> {
         self.refresh(false);
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Checks the files now (SIGHUP, tests) instead of waiting for the next second.
@@ -57,7 +68,9 @@ impl<T> Watched<T> {
     }
 
     fn refresh(&self, force: bool) {
-        let Ok(mut state) = self.state.try_lock() else { return };
+        let Ok(mut state) = self.state.try_lock() else {
+            return;
+        };
         if !force && state.0.elapsed() < CHECK_EVERY {
             return;
         }
@@ -72,7 +85,10 @@ impl<T> Watched<T> {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
                 log::info!("reloaded {}", self.what);
             }
-            Err(e) => log::error!("reload of {} failed, keeping the previous one: {e}", self.what),
+            Err(e) => log::error!(
+                "reload of {} failed, keeping the previous one: {e}",
+                self.what
+            ),
         }
     }
 }
@@ -91,8 +107,14 @@ mod tests {
             "number",
             vec![file.clone()],
             Box::new(move || {
-                let text = std::fs::read_to_string(&path).map_err(|e| AuthError::KeysFile { path: "n".into(), reason: e.to_string() })?;
-                text.trim().parse::<u32>().map_err(|e| AuthError::KeysFile { path: "n".into(), reason: e.to_string() })
+                let text = std::fs::read_to_string(&path).map_err(|e| AuthError::KeysFile {
+                    path: "n".into(),
+                    reason: e.to_string(),
+                })?;
+                text.trim().parse::<u32>().map_err(|e| AuthError::KeysFile {
+                    path: "n".into(),
+                    reason: e.to_string(),
+                })
             }),
         )
         .unwrap();

@@ -104,7 +104,12 @@ impl ApiError {
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),
             E::Overloaded => (503, "overloaded", self.to_string()),
-            E::OAuth { status, error, description, .. } => (*status, error, description.clone()),
+            E::OAuth {
+                status,
+                error,
+                description,
+                ..
+            } => (*status, error, description.clone()),
             E::Internal(_) => (500, "internal", "internal error".to_owned()),
         }
     }
@@ -120,14 +125,20 @@ impl ApiError {
             log::error!("internal error: {detail}");
         }
         let (status, code, message) = self.parts();
-        if let ApiError::OAuth { basic_challenge, .. } = &self {
+        if let ApiError::OAuth {
+            basic_challenge, ..
+        } = &self
+        {
             // RFC 6749 §5.2: "error" is the code; never cached (§5.1).
             let body = serde_json::json!({ "error": code, "error_description": message });
             let response = Response::json(status, &body)
                 .with_header("cache-control", "no-store")
                 .with_header("pragma", "no-cache");
             return match basic_challenge {
-                true => response.with_header("www-authenticate", r#"Basic realm="inferd", charset="UTF-8""#),
+                true => response.with_header(
+                    "www-authenticate",
+                    r#"Basic realm="inferd", charset="UTF-8""#,
+                ),
                 false => response,
             };
         }
@@ -141,7 +152,11 @@ impl ApiError {
                 .with_header("cache-control", "no-store")
                 .with_header(
                     "www-authenticate",
-                    if bearer { r#"Bearer realm="inferd", error="invalid_token""# } else { r#"Bearer realm="inferd""# },
+                    if bearer {
+                        r#"Bearer realm="inferd", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="inferd""#
+                    },
                 ),
             ApiError::Forbidden(scope) => response.with_header(
                 "www-authenticate",

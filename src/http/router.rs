@@ -76,9 +76,14 @@ impl<'a> Route<'a> {
             | Route::ModelMetadata { model, .. }
             | Route::ModelReady { model, .. } => Some(Scope::Predict(model)),
             Route::Predict => Some(Scope::Predict("")),
-            Route::ServerMetadata | Route::Live | Route::Ready | Route::Healthz | Route::Readyz => {
-                None
-            }
+            // /token authenticates its client itself (client secret, RFC 6749 §2.3).
+            Route::ServerMetadata
+            | Route::Live
+            | Route::Ready
+            | Route::Healthz
+            | Route::Readyz
+            | Route::Token
+            | Route::Jwks => None,
         }
     }
 
@@ -181,9 +186,9 @@ fn authorize<'a>(app: &App, req: &'a Request) -> Result<Admitted<'a>, ApiError> 
     let principal = app
         .auth
         .authenticate(req)
-        .inspect_err(|e| audit(app, req, e.reason()))?;
+        .inspect_err(|e| audit_event(app, req, e.credential(), e.reason(), e.identifiers()))?;
     if !matches!(scope, Scope::Predict("")) && !principal.allows(scope) {
-        audit(app, req, "missing_scope");
+        audit_scope(app, req, &principal);
         return Err(ApiError::Forbidden(scope.to_string()));
     }
     Ok(Admitted::Route(route, Some(principal)))
@@ -214,7 +219,13 @@ fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Res
 /// One JSON line per refused authentication or authorisation, on its own log target: time,
 /// peer, route, credential kind, the key id / kid / sub when known, and a stable reason.
 /// Never the credential itself.
-pub(crate) fn audit_event(app: &App, req: &Request, credential: &str, reason: &str, ids: serde_json::Value) {
+pub(crate) fn audit_event(
+    app: &App,
+    req: &Request,
+    credential: &str,
+    reason: &str,
+    ids: serde_json::Value,
+) {
     if app.log.audit {
         let mut line = serde_json::json!({
             "time": httpdate::fmt_http_date(std::time::SystemTime::now()),
@@ -239,7 +250,13 @@ pub(crate) fn audit_scope(app: &App, req: &Request, who: &Principal) {
         crate::auth::Method::Token => "bearer",
         crate::auth::Method::Certificate => "certificate",
     };
-    audit_event(app, req, credential, "insufficient_scope", serde_json::json!({ "principal": who.id }))
+    audit_event(
+        app,
+        req,
+        credential,
+        "insufficient_scope",
+        serde_json::json!({ "principal": who.id }),
+    )
 }
 
 #[cfg(test)]

@@ -39,7 +39,11 @@ impl TlsAcceptor {
     /// Loads a PEM certificate chain and private key, and the client CA when mTLS is on.
     /// TLS 1.2 and 1.3 only, ring provider (ring, not aws-lc-rs: builds for ARM without
     /// cmake), ALPN `http/1.1`.
-    pub fn load(cert: &Path, key: &Path, client: Option<&crate::config::ClientAuthConfig>) -> Result<Self, TlsError> {
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        client: Option<&crate::config::ClientAuthConfig>,
+    ) -> Result<Self, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .and_then(|it| it.collect::<Result<_, _>>())
             .map_err(|e| TlsError::Cert {
@@ -117,13 +121,20 @@ fn client_verifier(
     };
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&client.ca).map_err(|e| err(e.to_string()))? {
-        roots.add(cert.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+        roots
+            .add(cert.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
     }
     if roots.is_empty() {
         return Err(err("no certificate in file".into()));
     }
-    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    let builder = if client.required { builder } else { builder.allow_unauthenticated() };
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if client.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
     builder.build().map_err(|e| err(e.to_string()))
 }
 

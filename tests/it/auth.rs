@@ -6,7 +6,10 @@ use crate::support::{Conn, TestServer, client_tls, raw_request};
 use inferd::auth::client::{self, ClientsFile};
 use inferd::auth::jwt::{Claims, TokenSigner};
 use inferd::config::ClientAuthConfig;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SanType,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,33 +42,73 @@ fn infer_with(server: &TestServer, headers: &[(&str, &str)]) -> crate::support::
 #[test]
 fn device_signed_token_is_accepted_and_scoped() {
     let server = TestServer::start();
-    let token = sign(&server, "cam-1", "predict:digits", Duration::from_secs(300), "t1");
+    let token = sign(
+        &server,
+        "cam-1",
+        "predict:digits",
+        Duration::from_secs(300),
+        "t1",
+    );
     let bearer = format!("Bearer {token}");
-    assert_eq!(infer_with(&server, &[("Authorization", &bearer)]).status, 200);
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &bearer)]).status,
+        200
+    );
     // Valid token without the scope: 403 insufficient_scope, not 401.
-    let other = format!("Bearer {}", sign(&server, "cam-1", "predict:sentiment", Duration::from_secs(300), "t2"));
+    let other = format!(
+        "Bearer {}",
+        sign(
+            &server,
+            "cam-1",
+            "predict:sentiment",
+            Duration::from_secs(300),
+            "t2"
+        )
+    );
     let r = infer_with(&server, &[("Authorization", &other)]);
     assert_eq!((r.status, r.code().as_str()), (403, "insufficient_scope"));
-    assert!(r.header("www-authenticate").unwrap().contains("insufficient_scope"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("insufficient_scope")
+    );
     // Garbage and tampered tokens: 401 invalid_token.
     let r = infer_with(&server, &[("Authorization", "Bearer not.a.token")]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="inferd", error="invalid_token""#));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="inferd", error="invalid_token""#)
+    );
     let mut tampered = token.clone();
     tampered.pop();
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(infer_with(&server, &[("Authorization", &format!("Bearer {tampered}"))]).status, 401);
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &format!("Bearer {tampered}"))]).status,
+        401
+    );
     // No credentials at all: 401 with a plain Bearer challenge.
     let r = infer_with(&server, &[]);
-    assert_eq!((r.status, r.header("www-authenticate")), (401, Some(r#"Bearer realm="inferd""#)));
+    assert_eq!(
+        (r.status, r.header("www-authenticate")),
+        (401, Some(r#"Bearer realm="inferd""#))
+    );
 }
 
 #[test]
 fn revocation_is_picked_up_without_a_restart() {
     let server = TestServer::start();
-    let token = sign(&server, "cam-2", "predict", Duration::from_secs(300), "revoke-me");
+    let token = sign(
+        &server,
+        "cam-2",
+        "predict",
+        Duration::from_secs(300),
+        "revoke-me",
+    );
     let bearer = format!("Bearer {token}");
-    assert_eq!(infer_with(&server, &[("Authorization", &bearer)]).status, 200);
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &bearer)]).status,
+        200
+    );
     inferd::provision::write_atomic(
         &state(&server).join("revocations.toml"),
         b"jti = [\"revoke-me\"]\n",
@@ -80,10 +123,20 @@ fn revocation_is_picked_up_without_a_restart() {
     }
     assert_eq!(status, 401);
     // A broken revocations file keeps the last good state (still revoked, others fine).
-    inferd::provision::write_atomic(&state(&server).join("revocations.toml"), b"jti = [", 0o644).unwrap();
-    let fresh = format!("Bearer {}", sign(&server, "cam-2", "predict", Duration::from_secs(300), "ok"));
-    assert_eq!(infer_with(&server, &[("Authorization", &fresh)]).status, 200);
-    assert_eq!(infer_with(&server, &[("Authorization", &bearer)]).status, 401);
+    inferd::provision::write_atomic(&state(&server).join("revocations.toml"), b"jti = [", 0o644)
+        .unwrap();
+    let fresh = format!(
+        "Bearer {}",
+        sign(&server, "cam-2", "predict", Duration::from_secs(300), "ok")
+    );
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &fresh)]).status,
+        200
+    );
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &bearer)]).status,
+        401
+    );
 }
 
 #[test]
@@ -100,15 +153,21 @@ fn api_keys_file_reloads_without_a_restart() {
 }
 
 fn add_client(server: &TestServer, id: &str, scopes: &[&str]) -> String {
-    let (secret, entry) = client::generate(id, scopes.iter().map(|s| s.to_string()).collect()).unwrap();
+    let (secret, entry) =
+        client::generate(id, scopes.iter().map(|s| s.to_string()).collect()).unwrap();
     let path = state(server).join("clients.toml");
     let mut file: ClientsFile = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     file.client.push(entry);
-    inferd::provision::write_atomic(&path, toml::to_string(&file).unwrap().as_bytes(), 0o600).unwrap();
+    inferd::provision::write_atomic(&path, toml::to_string(&file).unwrap().as_bytes(), 0o600)
+        .unwrap();
     secret
 }
 
-fn token_request(server: &TestServer, headers: &[(&str, &str)], form: &str) -> crate::support::Resp {
+fn token_request(
+    server: &TestServer,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> crate::support::Resp {
     let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
     all.extend_from_slice(headers);
     server.request("POST", "/token", &all, form.as_bytes())
@@ -116,7 +175,10 @@ fn token_request(server: &TestServer, headers: &[(&str, &str)], form: &str) -> c
 
 fn basic(id: &str, secret: &str) -> String {
     use ct_codecs::{Base64, Encoder};
-    format!("Basic {}", Base64::encode_to_string(format!("{id}:{secret}")).unwrap())
+    format!(
+        "Basic {}",
+        Base64::encode_to_string(format!("{id}:{secret}")).unwrap()
+    )
 }
 
 #[test]
@@ -124,45 +186,107 @@ fn client_credentials_flow_end_to_end() {
     let mut secret = String::new();
     let server = TestServer::start_with(|c| {
         let path = c.auth.issuing.as_ref().unwrap().clients_file.clone();
-        let (s, entry) = client::generate("line-3", vec!["predict:digits".into(), "metrics".into()]).unwrap();
-        std::fs::write(&path, toml::to_string(&ClientsFile { client: vec![entry] }).unwrap()).unwrap();
+        let (s, entry) =
+            client::generate("line-3", vec!["predict:digits".into(), "metrics".into()]).unwrap();
+        std::fs::write(
+            &path,
+            toml::to_string(&ClientsFile {
+                client: vec![entry],
+            })
+            .unwrap(),
+        )
+        .unwrap();
         secret = s;
     });
     let auth = basic("line-3", &secret);
-    let r = token_request(&server, &[("Authorization", &auth)], "grant_type=client_credentials&scope=predict%3Adigits");
+    let r = token_request(
+        &server,
+        &[("Authorization", &auth)],
+        "grant_type=client_credentials&scope=predict%3Adigits",
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let v = r.json();
-    assert_eq!((v["token_type"].as_str(), v["scope"].as_str()), (Some("Bearer"), Some("predict:digits")));
+    assert_eq!(
+        (v["token_type"].as_str(), v["scope"].as_str()),
+        (Some("Bearer"), Some("predict:digits"))
+    );
     assert!(v["expires_in"].as_u64().unwrap() > 0);
     let bearer = format!("Bearer {}", v["access_token"].as_str().unwrap());
-    assert_eq!(infer_with(&server, &[("Authorization", &bearer)]).status, 200);
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &bearer)]).status,
+        200
+    );
     // Credentials in the body work too; no scope asked means every allowed scope.
     let form = format!("grant_type=client_credentials&client_id=line-3&client_secret={secret}");
     let r = token_request(&server, &[], &form);
     assert_eq!(r.json()["scope"], "predict:digits metrics");
 
     // RFC 6749 §5.2 errors.
-    let r = token_request(&server, &[("Authorization", &basic("line-3", "wrong"))], "grant_type=client_credentials");
-    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")));
+    let r = token_request(
+        &server,
+        &[("Authorization", &basic("line-3", "wrong"))],
+        "grant_type=client_credentials",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    let r = token_request(&server, &[("Authorization", &auth)], "grant_type=password&username=a&password=b");
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("unsupported_grant_type")));
-    let r = token_request(&server, &[("Authorization", &auth)], "grant_type=client_credentials&scope=admin");
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_scope")));
-    let r = token_request(&server, &[("Authorization", &auth)], &format!("grant_type=client_credentials&client_id=line-3&client_secret={secret}"));
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    let r = token_request(
+        &server,
+        &[("Authorization", &auth)],
+        "grant_type=password&username=a&password=b",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let r = token_request(
+        &server,
+        &[("Authorization", &auth)],
+        "grant_type=client_credentials&scope=admin",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let r = token_request(
+        &server,
+        &[("Authorization", &auth)],
+        &format!("grant_type=client_credentials&client_id=line-3&client_secret={secret}"),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     let r = token_request(&server, &[("Authorization", &auth)], "scope=metrics");
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
-    let r = server.request("POST", "/token", &[("Content-Type", "application/json")], b"{}");
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let r = server.request(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     // A client added later is picked up without a restart.
     let late = add_client(&server, "late", &["predict"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut status = 401;
     while status == 401 && Instant::now() < deadline {
-        status = token_request(&server, &[("Authorization", &basic("late", &late))], "grant_type=client_credentials").status;
+        status = token_request(
+            &server,
+            &[("Authorization", &basic("late", &late))],
+            "grant_type=client_credentials",
+        )
+        .status;
     }
     assert_eq!(status, 200);
 }
@@ -174,13 +298,19 @@ fn jwks_lists_the_trusted_key() {
     assert_eq!(r.status, 200);
     let v = r.json();
     let key = &v["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     let signer = TokenSigner::load(&state(&server).join("token/signing-key.pem")).unwrap();
     assert_eq!(key["kid"].as_str(), Some(signer.kid()));
 }
 
 /// A CA, and a device certificate with the given SAN URI, signed by it (PEM chain, key).
-fn device_pki(dir: &Path, uri: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn device_pki(
+    dir: &Path,
+    uri: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "fleet CA");
@@ -191,7 +321,11 @@ fn device_pki(dir: &Path, uri: &str) -> (std::path::PathBuf, std::path::PathBuf,
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca).unwrap();
-    let (ca_path, cert_path, key_path) = (dir.join("fleet-ca.pem"), dir.join("device.pem"), dir.join("device-key.pem"));
+    let (ca_path, cert_path, key_path) = (
+        dir.join("fleet-ca.pem"),
+        dir.join("device.pem"),
+        dir.join("device-key.pem"),
+    );
     std::fs::write(&ca_path, ca.pem()).unwrap();
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
@@ -202,7 +336,10 @@ fn client_with_cert(server: &TestServer, cert: &Path, key: &Path) -> Arc<rustls:
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let base = client_tls(&state(server).join("tls/ca.pem"));
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = {
@@ -228,17 +365,29 @@ fn client_certificate_is_a_principal() {
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = device_pki(pki.path(), "spiffe://fleet/cam-9");
     let server = TestServer::start_with(|c| {
-        c.tls.as_mut().unwrap().client = Some(ClientAuthConfig { ca, required: false, scopes: vec!["predict:digits".into()] });
+        c.tls.as_mut().unwrap().client = Some(ClientAuthConfig {
+            ca,
+            required: false,
+            scopes: vec!["predict:digits".into()],
+        });
     });
     let mut conn = Conn::open(server.addr, Some(client_with_cert(&server, &cert, &key)));
-    conn.send(&raw_request("POST", "/v2/models/digits/infer", &[("Content-Type", "application/json")], DIGIT.as_bytes()));
+    conn.send(&raw_request(
+        "POST",
+        "/v2/models/digits/infer",
+        &[("Content-Type", "application/json")],
+        DIGIT.as_bytes(),
+    ));
     assert_eq!(conn.response().status, 200);
     // The certificate's scopes do not reach other models: 403.
     conn.send(&raw_request("GET", "/v2/models/sentiment", &[], b""));
     assert_eq!(conn.response().status, 403);
     // Optional mode: without a certificate, the client needs other credentials.
     assert_eq!(infer_with(&server, &[]).status, 401);
-    assert_eq!(infer_with(&server, &[("X-API-Key", &server.key)]).status, 200);
+    assert_eq!(
+        infer_with(&server, &[("X-API-Key", &server.key)]).status,
+        200
+    );
 }
 
 #[test]
@@ -246,11 +395,18 @@ fn required_client_certificate_refuses_the_handshake_without_one() {
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = device_pki(pki.path(), "spiffe://fleet/cam-10");
     let server = TestServer::start_with(|c| {
-        c.tls.as_mut().unwrap().client = Some(ClientAuthConfig { ca, required: true, scopes: vec!["predict".into()] });
+        c.tls.as_mut().unwrap().client = Some(ClientAuthConfig {
+            ca,
+            required: true,
+            scopes: vec!["predict".into()],
+        });
     });
     let mut anonymous = server.connect();
     anonymous.send(&raw_request("GET", "/healthz", &[], b""));
-    assert!(anonymous.try_response(false).is_err(), "handshake without a certificate must fail");
+    assert!(
+        anonymous.try_response(false).is_err(),
+        "handshake without a certificate must fail"
+    );
     let mut conn = Conn::open(server.addr, Some(client_with_cert(&server, &cert, &key)));
     conn.send(&raw_request("GET", "/healthz", &[], b""));
     assert_eq!(conn.response().status, 200);

@@ -237,7 +237,12 @@ pub fn readyz(app: &App) -> Response {
         .collect();
     let clock = match app.auth.clock.problem() {
         None => json!({ "trusted": true }),
-        Some(reason) => json!({ "trusted": false, "reason": reason, "tokens": "refused until the clock is set" }),
+        Some(reason) => {
+            json!({ "trusted": false, "reason": reason, "tokens": "refused until the clock is set" })
+        }
     };
-    Response::json(200, &json!({ "ready": true, "models": models, "clock": clock }))
+    Response::json(
+        200,
+        &json!({ "ready": true, "models": models, "clock": clock }),
+    )
 }
