@@ -137,6 +137,8 @@ def main() -> None:
         ("valid_aud_list", eddsa(claims(aud=["other", AUDIENCE])), NOW, "ok"),
         ("valid_within_leeway_after_exp", eddsa(claims(exp=NOW - 30)), NOW, "ok"),
         ("valid_nbf_within_leeway", eddsa(claims(nbf=NOW + 30, iat=NOW)), NOW, "ok"),
+        # Valid until 2100: the integration test serves it at the real current time.
+        ("valid_until_2100", eddsa(claims(exp=4_102_444_800)), NOW, "ok"),
         ("expired", eddsa(claims(exp=NOW - 3600)), NOW, "expired"),
         ("expired_at_leeway_boundary", eddsa(claims(exp=NOW - LEEWAY)), NOW, "expired"),
         ("not_yet_valid", eddsa(claims(nbf=NOW + 3600, iat=NOW)), NOW, "not_yet_valid"),

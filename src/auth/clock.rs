@@ -18,7 +18,10 @@ pub const BUILD_UNIX: u64 = match u64::from_str_radix(env!("BUILT_AT_UNIX"), 10)
 };
 
 // build.rs always sets a real time; a zero here would disable the floor silently.
-const _: () = assert!(BUILD_UNIX > 1_600_000_000, "build.rs must set BUILT_AT_UNIX");
+const _: () = assert!(
+    BUILD_UNIX > 1_600_000_000,
+    "build.rs must set BUILT_AT_UNIX"
+);
 
 /// How often the last-seen time is written back (at most).
 const PERSIST_EVERY: Duration = Duration::from_secs(600);

@@ -411,3 +411,42 @@ fn required_client_certificate_refuses_the_handshake_without_one() {
     conn.send(&raw_request("GET", "/healthz", &[], b""));
     assert_eq!(conn.response().status, 200);
 }
+
+#[test]
+fn token_minted_by_pyjwt_is_accepted_over_tls() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("policy.json")).unwrap())
+            .unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tokens.json")).unwrap())
+            .unwrap();
+    let token_named = |name: &str| {
+        cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let server = TestServer::start_with(|c| {
+        let tokens = c.auth.tokens.as_mut().unwrap();
+        tokens.keys_dir = fixtures.join("trusted");
+        tokens.issuer = policy["issuer"].as_str().map(str::to_owned);
+        tokens.audience = policy["audience"].as_str().map(str::to_owned);
+    });
+    let bearer = format!("Bearer {}", token_named("valid_until_2100"));
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &bearer)]).status,
+        200
+    );
+    // The algorithm-confusion attack from the same fixture: HS256 keyed with the public key.
+    let forged = format!("Bearer {}", token_named("hs256_public_key_pem_as_secret"));
+    assert_eq!(
+        infer_with(&server, &[("Authorization", &forged)]).status,
+        401
+    );
+}
