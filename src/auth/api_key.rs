@@ -44,14 +44,17 @@ pub struct KeyRing {
     keys: Vec<Stored>,
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
+/// SHA-256 of a presented secret (keys and client secrets are 256-bit random, so a fast
+/// hash is enough).
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as the keys and clients files store hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

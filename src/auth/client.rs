@@ -3,6 +3,7 @@
 //! with 256 bits of entropy, so a fast hash is enough; comparison is constant-time.
 
 use super::AuthError;
+use super::api_key::{hex, sha256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -29,16 +30,6 @@ pub struct ClientsFile {
 /// The loaded clients.
 pub struct Clients {
     clients: Vec<(ClientEntry, [u8; 32])>,
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Clients {

@@ -3,6 +3,7 @@
 //! jwt-simple checks the signature; the claim rules (leeway, `iss`, `aud`, revocation) are ours,
 //! so that every refusal has exactly one stable audit reason.
 
+use super::api_key::sha256;
 use super::{AuthError, Method, Principal, TokenFailure};
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use jwt_simple::JWTError;
@@ -573,13 +574,6 @@ fn b64url(bytes: &[u8]) -> String {
     // Invariant: encode_to_string sizes its own output, and encoding fails only on a short
     // output buffer.
     Base64UrlSafeNoPadding::encode_to_string(bytes).expect("base64url output buffer sized")
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 /// Seconds since the epoch, with the fraction (a clock before 1970 reads as 0).
