@@ -302,13 +302,20 @@ fn serve(config: &Config) -> Result<(), CliError> {
     let running = crate::start(config)?;
     log::info!("ready in {} ms", started.elapsed().as_millis());
     let stopper = running.stopper();
+    let app = running.app.clone();
     std::thread::Builder::new()
         .name("inferd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    log::warn!(
-                        "SIGHUP: live reload is not implemented yet; restart to apply changes"
+                    // The auth files also reload by themselves within a second; SIGHUP makes
+                    // it immediate. Certificates and models still need a restart.
+                    app.auth.reload_now();
+                    if let Some(issuer) = &app.issuer {
+                        issuer.reload_now();
+                    }
+                    log::info!(
+                        "SIGHUP: re-read API keys, token keys, revocations and OAuth clients (TLS certificates and models need a restart)"
                     );
                     continue;
                 }

@@ -58,3 +58,58 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
     // New connections are refused after shutdown.
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn sighup_rereads_the_keys_file_at_once() {
+    let (dir, _config, _key) = provisioned();
+    let state = dir.path().join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--config"])
+        .arg(state.join("inferd.toml"))
+        .env("INFERD_MODELS_ENABLED", "digits")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn inferd");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited early").unwrap();
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    let key = inferd::provision::rotate_key(
+        &state.join("api_keys.toml"),
+        "after-hup",
+        vec!["predict".into()],
+    )
+    .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reload is logged once it is done: wait for that line, then the new key works.
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("SIGHUP: re-read"))
+    );
+    let mut conn = Conn::open(addr, Some(client_tls(&state.join("tls/ca.pem"))));
+    conn.send(
+        format!("GET /v2/models/digits HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(conn.response().status, 200);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(child.wait().unwrap().success());
+}
