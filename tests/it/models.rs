@@ -1,7 +1,7 @@
 //! tract against onnxruntime: the committed cases (exported by scripts/build_models.py
 //! with onnxruntime's outputs) must come out the same from our runtime.
 
-use crate::support::models_dir;
+use crate::support::{argmax, models_dir};
 use inferd::model::ModelRepository;
 use inferd::model::pool::Pool;
 use inferd::model::tensor::{Data, Tensor};
@@ -108,12 +108,7 @@ fn digits_matches_onnxruntime_and_labels() {
         let row = &probs[i * 10..(i + 1) * 10];
         let diff = max_diff(row, &floats(&case["probabilities"]));
         assert!(diff <= TOLERANCE, "case {i}: diff {diff}");
-        let best = row
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0;
+        let best = argmax(row.iter().map(|&p| f64::from(p)));
         correct += usize::from(best as i64 == case["label"].as_i64().unwrap());
     }
     assert!(

@@ -1,6 +1,6 @@
 //! The bundled models over real HTTPS: `/predict` and Open Inference Protocol inference.
 
-use crate::support::{TestServer, models_dir};
+use crate::support::{TestServer, argmax, models_dir};
 use serde_json::{Value, json};
 
 fn both_models() -> TestServer {
@@ -87,12 +87,7 @@ fn oip_infer_classifies_held_out_digits() {
             .iter()
             .map(|p| p.as_f64().unwrap())
             .collect();
-        let best = probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0;
+        let best = argmax(probs.iter().copied());
         assert_eq!(best as i64, case["label"].as_i64().unwrap());
     }
     // Versioned path, batch of several, nested data.
@@ -141,12 +136,7 @@ fn oip_binary_tensor_extension_round_trips() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let best = probs
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap()
-        .0;
+    let best = argmax(probs.iter().map(|&p| f64::from(p)));
     assert_eq!(best as i64, case["label"].as_i64().unwrap());
 }
 

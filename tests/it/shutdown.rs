@@ -1,31 +1,14 @@
 //! Graceful shutdown of the real binary: SIGTERM stops accepting, lets the in-flight request
 //! finish, and exits 0.
 
-use crate::support::{Conn, client_tls, provisioned};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use crate::support::{Conn, client_tls, provisioned, spawn_serve};
+use std::process::Command;
 
 #[test]
 fn sigterm_drains_an_in_flight_request_and_exits_zero() {
     let (dir, _config, key) = provisioned();
     let state = dir.path().join("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
-        .args(["serve", "--config"])
-        .arg(state.join("inferd.toml"))
-        .env("INFERD_MODELS_ENABLED", "digits")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn inferd");
-    // The server logs its bound address once it listens: no sleeps, no fixed port.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.trim().parse().unwrap();
-        }
-    };
+    let (mut child, lines, addr) = spawn_serve(&state);
     let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         lines
@@ -63,21 +46,7 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
 fn sighup_rereads_the_keys_file_at_once() {
     let (dir, _config, _key) = provisioned();
     let state = dir.path().join("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
-        .args(["serve", "--config"])
-        .arg(state.join("inferd.toml"))
-        .env("INFERD_MODELS_ENABLED", "digits")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn inferd");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.trim().parse().unwrap();
-        }
-    };
+    let (mut child, mut lines, addr) = spawn_serve(&state);
     let key = inferd::provision::rotate_key(
         &state.join("api_keys.toml"),
         "after-hup",

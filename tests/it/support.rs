@@ -11,6 +11,47 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Index of the largest value (a classifier's answer).
+pub fn argmax(values: impl IntoIterator<Item = f64>) -> usize {
+    values
+        .into_iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Runs the real binary on a provisioned state folder and waits for the address it logs once
+/// it listens (no sleeps, no fixed port). Returns the child, its remaining log lines, and the
+/// address.
+pub fn spawn_serve(
+    state: &Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    SocketAddr,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inferd"))
+        .args(["serve", "--config"])
+        .arg(state.join("inferd.toml"))
+        .env("INFERD_MODELS_ENABLED", "digits")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn inferd");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited early")
+            .expect("log line");
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.trim().parse().expect("logged address");
+        }
+    };
+    (child, lines, addr)
+}
+
 pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }
