@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
     let (signer, _tmp) = setup();
     let now = SystemTime::now();
     let claims = Claims {
+        client_id: None,
         sub: "device-42".into(),
         scopes: vec!["predict".into(), "metrics".into()],
         ttl: Duration::from_secs(3600),

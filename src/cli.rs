@@ -234,6 +234,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 None => crate::auth::jwt::random_jti()?,
             };
             let claims = crate::auth::jwt::Claims {
+                client_id: None,
                 sub,
                 scopes: scope.split_whitespace().map(str::to_owned).collect(),
                 ttl,

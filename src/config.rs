@@ -2,8 +2,11 @@
 //! once into typed fields. Unknown keys (in the file or the environment) are errors that
 //! name them; relative paths are relative to the config file's folder.
 
+use ipnet::IpNet;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ enum Kind {
 const KEYS: &[(&str, &str, Kind)] = &[
     ("", "listen", Kind::Str),
     ("", "state_dir", Kind::Str),
+    ("", "trusted_proxies", Kind::List),
     ("tls", "enabled", Kind::Bool),
     ("tls", "cert", Kind::Str),
     ("tls", "key", Kind::Str),
@@ -68,6 +72,18 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("auth", "clients_file", Kind::Str),
     ("auth", "token_ttl_s", Kind::Int),
     ("auth", "clock_policy", Kind::Str),
+    ("rate_limit", "enabled", Kind::Bool),
+    ("rate_limit", "default", Kind::Str),
+    ("rate_limit", "burst", Kind::Int),
+    ("rate_limit", "anonymous_per_ip", Kind::Str),
+    ("rate_limit", "failed_auth_per_ip", Kind::Str),
+    ("rate_limit", "token_per_ip", Kind::Str),
+    ("rate_limit", "max_tracked_keys", Kind::Int),
+    ("cors", "allowed_origins", Kind::List),
+    ("cors", "allow_credentials", Kind::Bool),
+    ("cors", "allowed_methods", Kind::List),
+    ("cors", "allowed_headers", Kind::List),
+    ("cors", "max_age_s", Kind::Int),
     ("log", "level", Kind::Str),
     ("log", "access", Kind::Bool),
     ("log", "audit", Kind::Bool),
@@ -91,6 +107,8 @@ struct RawConfig {
     listen: Option<String>,
     state_dir: Option<PathBuf>,
     #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
     tls: RawTls,
     #[serde(default)]
     limits: RawLimits,
@@ -98,6 +116,10 @@ struct RawConfig {
     models: RawModels,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+    #[serde(default)]
+    cors: RawCors,
     #[serde(default)]
     log: RawLog,
 }
@@ -153,6 +175,43 @@ struct RawAuth {
     clients_file: Option<PathBuf>,
     token_ttl_s: Option<u64>,
     clock_policy: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    enabled: Option<bool>,
+    default: Option<String>,
+    burst: Option<u64>,
+    anonymous_per_ip: Option<RawRate>,
+    failed_auth_per_ip: Option<RawRate>,
+    token_per_ip: Option<RawRate>,
+    max_tracked_keys: Option<u64>,
+    #[serde(default)]
+    keys: BTreeMap<String, RawRate>,
+    #[serde(default)]
+    scopes: BTreeMap<String, RawRate>,
+    #[serde(default)]
+    clients: BTreeMap<String, RawRate>,
+}
+
+/// `"10/minute"`, or `{ rate = "10/minute", burst = 20 }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRate {
+    Short(String),
+    Full { rate: String, burst: Option<u64> },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    allow_credentials: Option<bool>,
+    allowed_methods: Option<Vec<String>>,
+    allowed_headers: Option<Vec<String>>,
+    max_age_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -253,6 +312,124 @@ pub enum ClockPolicy {
     Ignore,
 }
 
+/// A rate limit: `count` requests per `window`, and up to `burst` at once. Written
+/// `"10/minute"` (also `"10 per minute"`, `"100/5 minutes"`; units second, minute, hour, day),
+/// the syntax of the seed's slowapi limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub window: Duration,
+    /// Requests allowed back to back; defaults to `count`.
+    pub burst: NonZeroU32,
+}
+
+impl Rate {
+    /// Parses `"<count>/<window>"` with the burst defaulting to the count.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let bad = || format!("{text:?} is not a rate like \"10/minute\"");
+        let (count, window) = text
+            .split_once('/')
+            .or_else(|| text.split_once(" per "))
+            .ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let count =
+            NonZeroU32::new(count).ok_or_else(|| format!("{text:?}: count must be above 0"))?;
+        let window = window.trim();
+        let (times, unit) = match window.split_once(' ') {
+            Some((n, unit)) => (n.parse::<u32>().map_err(|_| bad())?, unit.trim()),
+            None => (1, window),
+        };
+        let unit_s = match unit {
+            "s" | "sec" | "second" | "seconds" => 1,
+            "m" | "min" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            _ => return Err(bad()),
+        };
+        if times == 0 || times > 365 {
+            return Err(format!("{text:?}: window must be 1..=365 units"));
+        }
+        let window = Duration::from_secs(u64::from(times) * unit_s);
+        if window / count.get() < Duration::from_micros(1) {
+            return Err(format!("{text:?}: at most 1000000 per second"));
+        }
+        Ok(Rate {
+            count,
+            window,
+            burst: count,
+        })
+    }
+
+    /// The same rate with another burst.
+    pub fn with_burst(self, burst: u64) -> Result<Rate, String> {
+        match u32::try_from(burst).ok().and_then(NonZeroU32::new) {
+            Some(burst) => Ok(Rate { burst, ..self }),
+            None => Err(format!("burst {burst} must be 1..={}", u32::MAX)),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}s burst {}",
+            self.count,
+            self.window.as_secs(),
+            self.burst
+        )
+    }
+}
+
+/// `[rate_limit]`: per-principal quotas with overrides, and per-IP quotas for what comes
+/// before (or instead of) authentication.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// `false` switches every limit off (benchmarks; a device behind its own limiter).
+    pub enabled: bool,
+    /// Each authenticated principal's quota unless an override applies.
+    pub default: Rate,
+    /// By principal id (API key id, token `sub`, certificate identity). First precedence.
+    pub keys: BTreeMap<String, Rate>,
+    /// By OAuth client, for tokens this device issued (their `client_id` claim). Second.
+    pub clients: BTreeMap<String, Rate>,
+    /// By scope: the first of the principal's scopes (in its credential's order) that has
+    /// one. Third.
+    pub scopes: BTreeMap<String, Rate>,
+    /// Per client address, for routes without authentication and CORS preflights.
+    pub anonymous_per_ip: Rate,
+    /// Per client address, failed authentications; once spent, credentials from that
+    /// address are refused (429) before they are even checked.
+    pub failed_auth_per_ip: Rate,
+    /// Per client address, `POST /token`.
+    pub token_per_ip: Rate,
+    /// Distinct keys each limiter tracks at most; beyond it, new keys are refused until
+    /// old ones expire.
+    pub max_tracked_keys: usize,
+}
+
+impl Default for RateLimitConfig {
+    /// The built-in limits (what an empty `[rate_limit]` means).
+    fn default() -> Self {
+        // The defaults are constants this module's tests parse.
+        rate_limit(RawRateLimit::default()).expect("built-in rate limits are valid")
+    }
+}
+
+/// `[cors]`: which browser origins may call the API.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example:8443`), lower-case; `["*"]` allows any origin
+    /// without credentials. Empty: no CORS headers at all.
+    pub allowed_origins: Vec<String>,
+    pub allow_credentials: bool,
+    /// Upper-case methods for `Access-Control-Allow-Methods`.
+    pub allowed_methods: Vec<String>,
+    /// Lower-case header names for `Access-Control-Allow-Headers`.
+    pub allowed_headers: Vec<String>,
+    pub max_age: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: log::LevelFilter,
@@ -268,11 +445,16 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where inferd keeps what it learns at run time (the last time it saw).
     pub state_dir: PathBuf,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client address;
+    /// from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
     /// `None` only when `[tls] enabled = false` says so explicitly.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
     pub models: ModelsConfig,
     pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub cors: CorsConfig,
     pub log: LogConfig,
 }
 
@@ -520,13 +702,190 @@ impl Config {
         Ok(Config {
             listen,
             state_dir: raw.state_dir.map_or_else(|| base.to_path_buf(), resolve),
+            trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
             tls,
             limits,
             models,
             auth,
+            rate_limit: rate_limit(raw.rate_limit)?,
+            cors: cors(raw.cors)?,
             log,
         })
     }
+}
+
+/// `"10.0.0.1"` or `"10.0.0.0/8"` (IPv4 or IPv6).
+fn trusted_proxies(raw: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    raw.iter()
+        .map(|text| {
+            let text = text.trim();
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "trusted_proxies: {text:?} is not an address or network"
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn rate_limit(raw: RawRateLimit) -> Result<RateLimitConfig, ConfigError> {
+    let invalid = |key: &str, m: String| ConfigError::Invalid(format!("rate_limit.{key}: {m}"));
+    let one = |key: &str, raw: Option<RawRate>, default: &str| -> Result<Rate, ConfigError> {
+        let (text, burst) = match raw {
+            None => (default.to_owned(), None),
+            Some(RawRate::Short(text)) => (text, None),
+            Some(RawRate::Full { rate, burst }) => (rate, burst),
+        };
+        let rate = Rate::parse(&text).map_err(|m| invalid(key, m))?;
+        match burst {
+            None => Ok(rate),
+            Some(b) => rate.with_burst(b).map_err(|m| invalid(key, m)),
+        }
+    };
+    let table = |name: &str, raw: BTreeMap<String, RawRate>| {
+        raw.into_iter()
+            .map(|(k, v)| Ok((k.clone(), one(&format!("{name}.{k}"), Some(v), "")?)))
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()
+    };
+    let default = one("default", raw.default.map(RawRate::Short), DEFAULT_RATE)?;
+    let default = match raw.burst {
+        Some(b) => default.with_burst(b).map_err(|m| invalid("burst", m))?,
+        None => default,
+    };
+    let max_tracked_keys = raw.max_tracked_keys.unwrap_or(100_000);
+    if !(16..=10_000_000).contains(&max_tracked_keys) {
+        return Err(invalid(
+            "max_tracked_keys",
+            format!("{max_tracked_keys} must be 16..=10000000"),
+        ));
+    }
+    Ok(RateLimitConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        default,
+        keys: table("keys", raw.keys)?,
+        clients: table("clients", raw.clients)?,
+        scopes: table("scopes", raw.scopes)?,
+        anonymous_per_ip: one("anonymous_per_ip", raw.anonymous_per_ip, "600/minute")?,
+        failed_auth_per_ip: one("failed_auth_per_ip", raw.failed_auth_per_ip, "10/minute")?,
+        token_per_ip: one("token_per_ip", raw.token_per_ip, "60/minute")?,
+        max_tracked_keys: max_tracked_keys as usize,
+    })
+}
+
+/// Each principal's quota when nothing else is configured: generous enough for a client
+/// library's conformance run or a camera at 10 fps, small enough that one runaway client
+/// cannot hold the inference pool.
+pub const DEFAULT_RATE: &str = "600/minute";
+
+fn cors(raw: RawCors) -> Result<CorsConfig, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(format!("cors.{m}"));
+    let allow_credentials = raw.allow_credentials.unwrap_or(false);
+    let mut origins = Vec::new();
+    for origin in raw.allowed_origins {
+        let origin = origin.trim().to_ascii_lowercase();
+        if origin == "*" {
+            if allow_credentials {
+                return Err(invalid(
+                    "allowed_origins: \"*\" with allow_credentials = true is refused: \
+                     browsers would send credentials to any site's requests"
+                        .into(),
+                ));
+            }
+        } else if !is_origin(&origin) {
+            return Err(invalid(format!(
+                "allowed_origins: {origin:?} is not an exact origin like \"https://app.example:8443\" \
+                 (scheme and host, optional port, no path, no wildcard, not \"null\")"
+            )));
+        }
+        origins.push(origin);
+    }
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err(invalid(
+            "allowed_origins: \"*\" cannot be combined with other origins".into(),
+        ));
+    }
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let methods: Vec<String> = raw
+        .allowed_methods
+        .unwrap_or_else(|| vec!["GET".into(), "POST".into()])
+        .iter()
+        .map(|m| m.trim().to_ascii_uppercase())
+        .collect();
+    if let Some(bad) = methods.iter().find(|m| !token(m) || m.as_str() == "*") {
+        return Err(invalid(format!("allowed_methods: {bad:?} is not a method")));
+    }
+    let headers: Vec<String> = raw
+        .allowed_headers
+        .unwrap_or_else(|| {
+            [
+                "authorization",
+                "content-type",
+                "x-api-key",
+                "inference-header-content-length",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = headers.iter().find(|h| !token(h) || h.as_str() == "*") {
+        return Err(invalid(format!(
+            "allowed_headers: {bad:?} is not a header name"
+        )));
+    }
+    let max_age_s = raw.max_age_s.unwrap_or(600);
+    if max_age_s > 86_400 {
+        return Err(invalid(format!(
+            "max_age_s = {max_age_s} must be at most 86400"
+        )));
+    }
+    Ok(CorsConfig {
+        allowed_origins: origins,
+        allow_credentials,
+        allowed_methods: methods,
+        allowed_headers: headers,
+        max_age: Duration::from_secs(max_age_s),
+    })
+}
+
+/// `scheme://host[:port]` as browsers serialise an origin (RFC 6454 §6.1), lower-case.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((addr, "")) => (addr, None),
+            Some((addr, port)) => match port.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    scheme_ok && port_ok && host_ok
 }
 
 #[cfg(test)]
@@ -646,6 +1005,128 @@ api_keys_file = "keys.toml"
             .is_err()
         );
         assert!(parse(MINIMAL, &[("INFERD_AUTH_CLOCK_POLICY", "trust")]).is_err());
+    }
+
+    #[test]
+    fn rates_parse_in_the_seeds_syntax() {
+        let r = Rate::parse("10/minute").unwrap();
+        assert_eq!(
+            (r.count.get(), r.window, r.burst.get()),
+            (10, Duration::from_secs(60), 10)
+        );
+        assert_eq!(
+            Rate::parse("5 per second").unwrap().window,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Rate::parse("100/5 minutes").unwrap().window,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            Rate::parse("1/day").unwrap().window,
+            Duration::from_secs(86_400)
+        );
+        for bad in [
+            "",
+            "10",
+            "0/minute",
+            "-1/minute",
+            "10/fortnight",
+            "10/0 minutes",
+            "x/s",
+            "2000000/s",
+        ] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_section_with_overrides() {
+        let c = parse(
+            &format!(
+                "{MINIMAL}\n[rate_limit]\ndefault = \"20/second\"\nburst = 40\n\
+                 failed_auth_per_ip = {{ rate = \"3/minute\", burst = 1 }}\n\
+                 [rate_limit.keys]\ncam = \"5/second\"\n[rate_limit.scopes]\nadmin = {{ rate = \"1/second\", burst = 9 }}\n\
+                 [rate_limit.clients]\ngw = \"7/minute\"\n"
+            ),
+            &[("INFERD_RATE_LIMIT_TOKEN_PER_IP", "2/hour")],
+        )
+        .unwrap();
+        let r = &c.rate_limit;
+        assert_eq!((r.default.count.get(), r.default.burst.get()), (20, 40));
+        assert_eq!(r.failed_auth_per_ip.burst.get(), 1);
+        assert_eq!(r.keys["cam"].count.get(), 5);
+        assert_eq!(r.scopes["admin"].burst.get(), 9);
+        assert_eq!(r.clients["gw"].window, Duration::from_secs(60));
+        assert_eq!(
+            (r.token_per_ip.count.get(), r.token_per_ip.window),
+            (2, Duration::from_secs(3600))
+        );
+        let defaults = parse(MINIMAL, &[]).unwrap().rate_limit;
+        assert_eq!(defaults.default, Rate::parse(DEFAULT_RATE).unwrap());
+        assert!(defaults.enabled);
+        assert!(parse(MINIMAL, &[("INFERD_RATE_LIMIT_DEFAULT", "lots")]).is_err());
+        assert!(parse(MINIMAL, &[("INFERD_RATE_LIMIT_BURST", "0")]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_exact_and_star_never_goes_with_credentials() {
+        let ok = parse(
+            MINIMAL,
+            &[(
+                "INFERD_CORS_ALLOWED_ORIGINS",
+                "https://App.local:8443, http://[::1]:3000",
+            )],
+        )
+        .unwrap()
+        .cors;
+        assert_eq!(
+            ok.allowed_origins,
+            vec!["https://app.local:8443", "http://[::1]:3000"]
+        );
+        assert!(ok.allowed_headers.contains(&"x-api-key".to_string()));
+        let star = parse(MINIMAL, &[("INFERD_CORS_ALLOWED_ORIGINS", "*")]).unwrap();
+        assert_eq!(star.cors.allowed_origins, vec!["*"]);
+        let refused = parse(
+            MINIMAL,
+            &[
+                ("INFERD_CORS_ALLOWED_ORIGINS", "*"),
+                ("INFERD_CORS_ALLOW_CREDENTIALS", "true"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("allow_credentials"),
+            "{refused}"
+        );
+        for bad in [
+            "null",
+            "https://app.local/",
+            "https://app.local/path",
+            "app.local",
+            "https://*.local",
+            "https://app.local:99999",
+            "*, https://a.b",
+        ] {
+            assert!(
+                parse(MINIMAL, &[("INFERD_CORS_ALLOWED_ORIGINS", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let c = parse(
+            MINIMAL,
+            &[(
+                "INFERD_TRUSTED_PROXIES",
+                "10.0.0.1, 192.168.0.0/16, fd00::/8",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(parse(MINIMAL, &[("INFERD_TRUSTED_PROXIES", "proxy.local")]).is_err());
     }
 
     #[test]

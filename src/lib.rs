@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limiter;
 pub mod model;
 pub mod oip;
 pub mod provision;
@@ -19,7 +20,9 @@ use auth::clock::Clock;
 use auth::issue::TokenIssuer;
 use auth::{AuthError, Authenticator};
 use config::{Config, LogConfig};
+use http::cors::Cors;
 use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
+use limiter::Limiter;
 use model::pool::Pool;
 use model::{ModelError, ModelRepository};
 use std::net::SocketAddr;
@@ -31,6 +34,10 @@ pub struct App {
     /// `POST /token`, when the device holds a signing key.
     pub issuer: Option<TokenIssuer>,
     pub models: ModelRepository,
+    pub limiter: Limiter,
+    pub cors: Cors,
+    /// Proxies whose forwarding headers name the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log: LogConfig,
 }
 
@@ -79,6 +86,9 @@ impl App {
             auth,
             issuer,
             models,
+            limiter: Limiter::new(&config.rate_limit),
+            cors: Cors::new(&config.cors),
+            trusted_proxies: config.trusted_proxies.clone(),
             log: config.log.clone(),
         })
     }
@@ -124,6 +134,27 @@ pub fn http_settings(config: &Config) -> Settings {
     }
 }
 
+/// How often rate-limit state of clients that went quiet is dropped.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Background upkeep while the app lives: purges rate-limiter state on a schedule.
+fn housekeeping(app: std::sync::Weak<App>) {
+    let spawned = std::thread::Builder::new()
+        .name("inferd-housekeeping".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(PURGE_EVERY);
+                match app.upgrade() {
+                    Some(app) => app.limiter.purge(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no housekeeping thread (rate-limit state purged only at its cap): {e}");
+    }
+}
+
 /// Loads everything and starts serving; returns once the socket is listening.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let tls = match &config.tls {
@@ -131,6 +162,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let app = Arc::new(App::load(config)?);
+    housekeeping(Arc::downgrade(&app));
     let handler = Arc::new(http::router::Router { app: app.clone() });
     let server =
         Server::start(config.listen, http_settings(config), tls, handler).map_err(|e| {

@@ -206,6 +206,17 @@ clients_file = "clients.toml"
 leeway_s = 60
 token_ttl_s = 900
 
+[rate_limit]
+default = "600/minute"            # per caller: API key id, token sub or certificate identity
+failed_auth_per_ip = "10/minute"  # bad or missing credentials; beyond it 429 before any check
+anonymous_per_ip = "600/minute"   # open routes (health, metadata, JWKS) and CORS preflights
+token_per_ip = "60/minute"        # POST /token
+# [rate_limit.keys]               # overrides by caller; also [rate_limit.scopes], [rate_limit.clients]
+# "camera-1" = {{ rate = "50/second", burst = 100 }}
+
+[cors]
+allowed_origins = []              # exact browser origins, e.g. ["https://dashboard.local:8443"]
+
 [log]
 level = "info"
 "#,

@@ -128,6 +128,7 @@ impl KeyRing {
             id: stored.entry.id.clone(),
             method: Method::ApiKey,
             scopes: stored.entry.scopes.clone(),
+            client: None,
         })
     }
 }

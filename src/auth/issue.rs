@@ -138,6 +138,7 @@ impl TokenIssuer {
         let now = clock.trusted_now().map_err(GrantError::Unavailable)?;
         let jti = super::jwt::random_jti().map_err(|e| GrantError::Unavailable(e.to_string()))?;
         let claims = Claims {
+            client_id: Some(client.id.clone()),
             sub: client.id,
             scopes: scopes.clone(),
             ttl: self.ttl,

@@ -224,6 +224,7 @@ struct Payload {
     jti: Option<String>,
     scope: Option<String>,
     scp: Option<Vec<String>>,
+    client_id: Option<String>,
 }
 
 /// Verifies bearer tokens offline against the trusted keys, the policy and the revocations.
@@ -436,6 +437,7 @@ impl TokenVerifier {
                 id: sub.to_owned(),
                 method: Method::Token,
                 scopes,
+                client: claims.client_id.clone(),
             },
             kid: kid.to_owned(),
             jti: claims.jti,
@@ -462,13 +464,17 @@ pub struct Claims {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub jti: Option<String>,
+    /// The OAuth client the token was issued to (RFC 9068 §2.2 `client_id`).
+    pub client_id: Option<String>,
 }
 
-/// The extra claim we sign beyond the registered ones.
+/// The extra claims we sign beyond the registered ones.
 #[derive(Serialize)]
 struct ScopeClaim {
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 /// The device's signing key for `POST /token` and `inferd token`.
@@ -541,7 +547,10 @@ impl TokenSigner {
             audiences: claims.audience.clone().map(Audiences::AsString),
             jwt_id: claims.jti.clone(),
             nonce: None,
-            custom: ScopeClaim { scope },
+            custom: ScopeClaim {
+                scope,
+                client_id: claims.client_id.clone(),
+            },
         };
         self.pair
             .sign(jwt)
@@ -1094,6 +1103,7 @@ mod tests {
         let v = TokenVerifier::new(keys, policy(), Revocations::empty());
         let jti = random_jti().unwrap();
         let claims = Claims {
+            client_id: None,
             sub: "app".into(),
             scopes: vec!["predict".into(), "metrics".into()],
             ttl: Duration::from_secs(3600),
@@ -1127,6 +1137,7 @@ mod tests {
         std::fs::write(&path, crate::provision::token_keypair().unwrap().0).unwrap();
         let signer = TokenSigner::load(&path).unwrap();
         let ok = Claims {
+            client_id: None,
             sub: "a".into(),
             scopes: vec!["predict".into()],
             ttl: Duration::from_secs(60),
@@ -1137,18 +1148,22 @@ mod tests {
         assert!(signer.sign(&ok, at(NOW)).is_ok());
         for bad in [
             Claims {
+                client_id: None,
                 sub: String::new(),
                 ..ok.clone()
             },
             Claims {
+                client_id: None,
                 scopes: vec!["predict metrics".into()],
                 ..ok.clone()
             },
             Claims {
+                client_id: None,
                 scopes: vec![String::new()],
                 ..ok.clone()
             },
             Claims {
+                client_id: None,
                 ttl: Duration::from_millis(999),
                 ..ok.clone()
             },
@@ -1219,6 +1234,7 @@ mod tests {
         let signer = TokenSigner::load(&fixture_dir().join("signing-key.pem")).unwrap();
         assert_eq!(signer.kid(), policy["kid"].as_str().unwrap());
         let claims = Claims {
+            client_id: None,
             sub: "device-42".into(),
             scopes: vec!["predict".into()],
             ttl: Duration::from_secs(600),

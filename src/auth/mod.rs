@@ -136,10 +136,13 @@ pub enum Method {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key id (later: token `sub`, certificate identity). Never a secret.
+    /// The API key id, token `sub` or certificate identity. Never a secret.
     pub id: String,
     pub method: Method,
     pub scopes: Vec<String>,
+    /// The OAuth client a token was issued to (its `client_id` claim), for per-client
+    /// rate limits.
+    pub client: Option<String>,
 }
 
 /// What a route needs.
@@ -260,6 +263,7 @@ impl Authenticator {
                         id,
                         method: Method::Certificate,
                         scopes: scopes.clone(),
+                        client: None,
                     })
                 }
                 _ => Err(AuthError::Missing),
@@ -290,6 +294,7 @@ mod tests {
             id: "p".into(),
             method: Method::ApiKey,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client: None,
         }
     }
 

@@ -49,6 +49,10 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     /// Opens the transport; for TLS the handshake must end before `deadline`.
     pub(crate) fn open(
         tcp: TcpStream,
@@ -180,7 +184,7 @@ pub(crate) fn serve(
         // Refusals decided from the head (unknown route, bad method, no credentials) are
         // answered before the body is read or 100-continue is sent. A refused request with a
         // body ends the connection: its unread body would be taken for the next request.
-        if let Some(response) = guarded(&request, |r| handler.admit(r)) {
+        if let Some(response) = guarded_mut(&mut request, |r| handler.admit(r)) {
             let keep_alive = keep_alive && framing == Framing::NoBody && !shared.stopping();
             if write(&mut stream, &response, head_only, keep_alive, settings).is_err()
                 || !keep_alive
@@ -217,6 +221,23 @@ fn guarded(request: &Request, f: impl FnOnce(&Request) -> Option<Response>) -> O
             .into_response(),
         )
     })
+}
+
+/// `guarded` for the admission step, which may record its decision in the request.
+fn guarded_mut(
+    request: &mut Request,
+    f: impl FnOnce(&mut Request) -> Option<Response>,
+) -> Option<Response> {
+    match catch_unwind(AssertUnwindSafe(|| f(request))) {
+        Ok(answer) => answer,
+        Err(_) => Some(
+            ApiError::Internal(format!(
+                "handler panicked on {} {}",
+                request.method, request.path
+            ))
+            .into_response(),
+        ),
+    }
 }
 
 /// How often a connection waiting for a request checks whether the server is stopping.
@@ -269,7 +290,7 @@ fn write(
     settings: &Settings,
 ) -> io::Result<()> {
     let mut out = Vec::with_capacity(256 + response.body().len());
-    response.write_to(&mut out, head_only, keep_alive);
+    response.write_to(&mut out, head_only, keep_alive, stream.is_tls());
     stream.write_all(&out, Instant::now() + settings.write_timeout)
 }
 

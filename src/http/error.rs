@@ -4,6 +4,7 @@
 
 use super::response::Response;
 use crate::auth::AuthError;
+use crate::limiter::RateLimited;
 use crate::model::ModelError;
 
 /// Why the HTTP layer refused a request before it reached a handler.
@@ -67,6 +68,9 @@ pub enum ApiError {
     /// The inference queue is full.
     #[error("server busy, retry later")]
     Overloaded,
+    /// A rate limit was reached: per principal, per address, or failed authentications.
+    #[error("rate limit reached, retry in {} s", .0.retry_after_secs())]
+    RateLimited(Box<RateLimited>),
     /// An OAuth2 token endpoint error (RFC 6749 §5.2), rendered in that RFC's shape.
     #[error("{description}")]
     OAuth {
@@ -104,6 +108,7 @@ impl ApiError {
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),
             E::Overloaded => (503, "overloaded", self.to_string()),
+            E::RateLimited(_) => (429, "rate_limited", self.to_string()),
             E::OAuth {
                 status,
                 error,
@@ -163,6 +168,11 @@ impl ApiError {
                 format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
             ApiError::Overloaded => response.with_header("retry-after", "1"),
+            // draft-ietf-httpapi-ratelimit-headers: the policy and where the client stands.
+            ApiError::RateLimited(limited) => response
+                .with_header("retry-after", limited.retry_after_secs().to_string())
+                .with_header("ratelimit-policy", limited.standing.policy_header())
+                .with_header("ratelimit", limited.standing.header()),
             _ => response,
         }
     }

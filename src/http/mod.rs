@@ -2,7 +2,9 @@
 //! handlers that make it inferd's API.
 
 mod conn;
+pub mod cors;
 pub mod error;
+pub mod forwarded;
 pub mod handlers;
 pub mod parse;
 pub mod request;

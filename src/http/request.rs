@@ -27,6 +27,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub conn: ConnInfo,
+    /// What the router decided from the head (caller, client address, rate-limit
+    /// standing), carried to the handling of the complete request.
+    pub admission: Option<super::router::Admission>,
 }
 
 impl Request {
@@ -49,6 +52,7 @@ impl Request {
             headers,
             body,
             conn,
+            admission: None,
         }
     }
 

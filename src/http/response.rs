@@ -73,7 +73,11 @@ impl Response {
     }
 
     /// Serialises status line, headers and (unless `head_only`) the body.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, head_only: bool, keep_alive: bool) {
+    /// Every response also carries `X-Content-Type-Options: nosniff`, `Vary: Origin` (CORS
+    /// answers differ by origin), `Cache-Control: no-store` unless the handler chose a
+    /// policy (answers are per caller and often secret), and on TLS
+    /// `Strict-Transport-Security`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, head_only: bool, keep_alive: bool, tls: bool) {
         use std::io::Write;
         // Writing into a Vec cannot fail.
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
@@ -94,7 +98,13 @@ impl Response {
         if !keep_alive {
             out.extend_from_slice(b"connection: close\r\n");
         }
-        out.extend_from_slice(b"x-content-type-options: nosniff\r\n\r\n");
+        if self.header("cache-control").is_none() {
+            out.extend_from_slice(b"cache-control: no-store\r\n");
+        }
+        if tls {
+            out.extend_from_slice(b"strict-transport-security: max-age=31536000\r\n");
+        }
+        out.extend_from_slice(b"vary: origin\r\nx-content-type-options: nosniff\r\n\r\n");
         if !head_only {
             out.extend_from_slice(&self.body);
         }
@@ -134,7 +144,7 @@ mod tests {
     fn head_only_keeps_content_length_but_drops_body() {
         let r = Response::bytes(200, "text/plain", b"hello".to_vec());
         let mut out = Vec::new();
-        r.write_to(&mut out, true, true);
+        r.write_to(&mut out, true, true, false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("content-length: 5\r\n"));
@@ -145,9 +155,11 @@ mod tests {
     fn header_values_cannot_inject_lines() {
         let r = Response::empty(200).with_header("x-a", "a\r\nset-cookie: b");
         let mut out = Vec::new();
-        r.write_to(&mut out, false, false);
+        r.write_to(&mut out, false, false, true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("x-a: aset-cookie: b\r\n"));
+        assert!(text.contains("strict-transport-security: max-age=31536000\r\n"));
+        assert!(text.contains("cache-control: no-store\r\n"));
         assert!(text.contains("connection: close\r\n"));
     }
 }

@@ -1,12 +1,17 @@
 //! The router: one `match` from method and path to a handler. Authentication, scope checks,
-//! panic-free error rendering and the access/audit log happen here once, never in handlers.
+//! rate limits, CORS, error rendering and the access/audit log happen here once, never in
+//! handlers.
 
+use super::cors::Cors;
 use super::error::ApiError;
+use super::forwarded;
 use super::handlers;
 use super::request::Request;
 use super::response::Response;
 use crate::App;
 use crate::auth::{Principal, Scope};
+use crate::limiter::{RateLimited, Standing};
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// A resolved route, borrowing names from the path.
@@ -111,12 +116,21 @@ pub struct Router {
 }
 
 impl crate::http::Handler for Router {
-    fn admit(&self, head: &Request) -> Option<Response> {
+    fn admit(&self, head: &mut Request) -> Option<Response> {
         let started = Instant::now();
-        let error = authorize(&self.app, head).err()?;
-        let response = error.into_response();
-        access_log(&self.app, head, &response, None, started);
-        Some(response)
+        let client = forwarded::client_addr(head, &self.app.trusted_proxies);
+        let answer = match authorize(&self.app, head, client) {
+            Ok(Decision::Proceed(admission)) => {
+                head.admission = Some(admission);
+                return None;
+            }
+            Ok(Decision::Answer(response, standing)) => {
+                finish(&self.app, head, response, standing.as_ref(), client)
+            }
+            Err(e) => finish(&self.app, head, e.into_response(), None, client),
+        };
+        access_log(&self.app, head, &answer, None, client, started);
+        Some(answer)
     }
 
     fn handle(&self, req: &Request) -> Response {
@@ -124,13 +138,77 @@ impl crate::http::Handler for Router {
     }
 }
 
-/// Answers one request.
+/// What the router decided from a request's head, for the handling of the whole request.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The authenticated caller; `None` on open routes.
+    pub principal: Option<Principal>,
+    /// The client address (the peer, or what trusted proxies say).
+    pub client: IpAddr,
+    /// Where the caller stands against its rate limit; `None` when limits are off.
+    pub standing: Option<Standing>,
+}
+
+/// What `authorize` let through.
+enum Decision {
+    /// Answered from the head alone (`OPTIONS`, CORS preflights).
+    Answer(Response, Option<Standing>),
+    Proceed(Admission),
+}
+
+/// Answers one request whose head `admit` let through (or, for requests built by hand,
+/// decides admission now).
 pub fn route(app: &App, req: &Request) -> Response {
     let started = Instant::now();
-    let mut who: Option<Principal> = None;
-    let response = dispatch(app, req, &mut who).unwrap_or_else(ApiError::into_response);
-    access_log(app, req, &response, who.as_ref(), started);
+    let client = req.admission.as_ref().map_or_else(
+        || forwarded::client_addr(req, &app.trusted_proxies),
+        |a| a.client,
+    );
+    let admitted = match &req.admission {
+        Some(a) => Ok(Decision::Proceed(a.clone())),
+        None => authorize(app, req, client),
+    };
+    let (response, admission) = match admitted {
+        Ok(Decision::Proceed(a)) => (dispatch(app, req, &a), Some(a)),
+        Ok(Decision::Answer(response, _)) => (Ok(response), None),
+        Err(e) => (Err(e), None),
+    };
+    let response = response.unwrap_or_else(ApiError::into_response);
+    let standing = admission.as_ref().and_then(|a| a.standing.as_ref());
+    let response = finish(app, req, response, standing, client);
+    let who = admission.as_ref().and_then(|a| a.principal.as_ref());
+    access_log(app, req, &response, who, client, started);
     response
+}
+
+/// What every answer gets, refusals included: a failed authentication counts against the
+/// client address (and turns into 429 once its budget is spent), rate-limit fields, CORS.
+fn finish(
+    app: &App,
+    req: &Request,
+    response: Response,
+    standing: Option<&Standing>,
+    client: IpAddr,
+) -> Response {
+    let response = if response.status() == 401 {
+        match app.limiter.record_failure(client) {
+            Ok(()) => response,
+            Err(limited) => ApiError::RateLimited(Box::new(limited)).into_response(),
+        }
+    } else {
+        response
+    };
+    let response = match standing {
+        Some(s) if response.header("ratelimit").is_none() => response
+            .with_header("ratelimit-policy", s.policy_header())
+            .with_header("ratelimit", s.header()),
+        _ => response,
+    };
+    if Cors::is_preflight(req) {
+        response
+    } else {
+        app.cors.decorate(req, response)
+    }
 }
 
 fn access_log(
@@ -138,12 +216,18 @@ fn access_log(
     req: &Request,
     response: &Response,
     who: Option<&Principal>,
+    client: IpAddr,
     started: Instant,
 ) {
     if app.log.access {
+        let via = if client == req.conn.peer.ip() {
+            String::new()
+        } else {
+            format!(" client={client}")
+        };
         log::info!(
             target: "inferd::access",
-            "{} {} {} {}us peer={} principal={}",
+            "{} {} {} {}us peer={}{via} principal={}",
             req.method,
             req.path,
             response.status(),
@@ -154,22 +238,21 @@ fn access_log(
     }
 }
 
-/// What `authorize` let through.
-enum Admitted<'a> {
-    /// `OPTIONS`: answered with the path's methods, no credentials needed.
-    Options(&'static str),
-    Route(Route<'a>, Option<Principal>),
-}
-
-/// Everything decided from the head: route (404), method (405), body encoding (415),
-/// credentials (401) and path-scoped permission (403). Run before the body is read, and
-/// again (cheaply: one SHA-256) when the request is dispatched.
-fn authorize<'a>(app: &App, req: &'a Request) -> Result<Admitted<'a>, ApiError> {
+/// Everything decided from the head: route (404), `OPTIONS` and CORS preflights, method
+/// (405), body encoding (415), rate limits (429), credentials (401) and path-scoped
+/// permission (403). Runs before the body is read.
+fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiError> {
+    let limited = |l: RateLimited| ApiError::RateLimited(Box::new(l));
     let (route, allow) = Route::resolve(&req.path)
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
     let method = req.method.as_str();
     if method == "OPTIONS" {
-        return Ok(Admitted::Options(allow));
+        let standing = app.limiter.check_anonymous(client).map_err(limited)?;
+        let response = match Cors::is_preflight(req) {
+            true => app.cors.preflight(req, allow),
+            false => Response::empty(204).with_header("allow", allow),
+        };
+        return Ok(Decision::Answer(response, standing));
     }
     if !allow.split(", ").any(|m| m == method) {
         return Err(ApiError::MethodNotAllowed { allow });
@@ -180,30 +263,53 @@ fn authorize<'a>(app: &App, req: &'a Request) -> Result<Admitted<'a>, ApiError> 
     {
         return Err(ApiError::UnsupportedEncoding);
     }
-    let Some(scope) = route.scope() else {
-        return Ok(Admitted::Route(route, None));
+    let open = |standing| {
+        Ok(Decision::Proceed(Admission {
+            principal: None,
+            client,
+            standing,
+        }))
     };
-    let principal = app
-        .auth
-        .authenticate(req)
-        .inspect_err(|e| audit_event(app, req, e.credential(), e.reason(), e.identifiers()))?;
+    let Some(scope) = route.scope() else {
+        if route == Route::Token {
+            // Client secrets are credentials too: a spent failure budget bars them.
+            app.limiter.check_barred(client).map_err(limited)?;
+            return open(app.limiter.check_token(client).map_err(limited)?);
+        }
+        return open(app.limiter.check_anonymous(client).map_err(limited)?);
+    };
+    if let Err(barred) = app.limiter.check_barred(client) {
+        audit_event(app, req, client, "-", "throttled", serde_json::Value::Null);
+        return Err(limited(barred));
+    }
+    let principal = app.auth.authenticate(req).inspect_err(|e| {
+        audit_event(
+            app,
+            req,
+            client,
+            e.credential(),
+            e.reason(),
+            e.identifiers(),
+        )
+    })?;
     if !matches!(scope, Scope::Predict("")) && !principal.allows(scope) {
-        audit_scope(app, req, &principal);
+        audit_scope(app, req, client, &principal);
         return Err(ApiError::Forbidden(scope.to_string()));
     }
-    Ok(Admitted::Route(route, Some(principal)))
+    let standing = app.limiter.check_principal(&principal).map_err(limited)?;
+    Ok(Decision::Proceed(Admission {
+        principal: Some(principal),
+        client,
+        standing,
+    }))
 }
 
-fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Response, ApiError> {
-    let route = match authorize(app, req)? {
-        Admitted::Options(allow) => return Ok(Response::empty(204).with_header("allow", allow)),
-        Admitted::Route(route, principal) => {
-            *who = principal;
-            route
-        }
-    };
+fn dispatch(app: &App, req: &Request, admitted: &Admission) -> Result<Response, ApiError> {
+    let (route, _) = Route::resolve(&req.path)
+        .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
+    let who = admitted.principal.as_ref();
     match route {
-        Route::Predict => handlers::predict(app, req, who.as_ref()),
+        Route::Predict => handlers::predict(app, req, who),
         Route::Infer { model, version } => handlers::infer(app, req, model, version),
         Route::ModelMetadata { model, version } => handlers::model_metadata(app, model, version),
         Route::ModelReady { model, version } => handlers::model_ready(app, model, version),
@@ -222,6 +328,7 @@ fn dispatch(app: &App, req: &Request, who: &mut Option<Principal>) -> Result<Res
 pub(crate) fn audit_event(
     app: &App,
     req: &Request,
+    client: IpAddr,
     credential: &str,
     reason: &str,
     ids: serde_json::Value,
@@ -233,6 +340,7 @@ pub(crate) fn audit_event(
             "reason": reason,
             "credential": credential,
             "peer": req.conn.peer.to_string(),
+            "client": client.to_string(),
             "method": req.method,
             "route": Route::resolve(&req.path).map_or("-", |(r, _)| r.label()),
         });
@@ -243,8 +351,15 @@ pub(crate) fn audit_event(
     }
 }
 
+/// The client address admission settled on (the peer for requests built by hand).
+pub(crate) fn client_of(req: &Request) -> IpAddr {
+    req.admission
+        .as_ref()
+        .map_or_else(|| req.conn.peer.ip(), |a| a.client)
+}
+
 /// Audits a valid credential that lacks the route's scope.
-pub(crate) fn audit_scope(app: &App, req: &Request, who: &Principal) {
+pub(crate) fn audit_scope(app: &App, req: &Request, client: IpAddr, who: &Principal) {
     let credential = match who.method {
         crate::auth::Method::ApiKey => "api_key",
         crate::auth::Method::Token => "bearer",
@@ -253,6 +368,7 @@ pub(crate) fn audit_scope(app: &App, req: &Request, who: &Principal) {
     audit_event(
         app,
         req,
+        client,
         credential,
         "insufficient_scope",
         serde_json::json!({ "principal": who.id }),

@@ -20,7 +20,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Decides from the head alone (the body is still unread and empty) whether to refuse
     /// the request. A refusal is sent at once and the body is never read: unauthenticated
     /// clients cannot make the server buffer bodies or ask for `100 Continue`.
-    fn admit(&self, _head: &Request) -> Option<Response> {
+    /// May leave what it decided in `head.admission` for `handle`.
+    fn admit(&self, _head: &mut Request) -> Option<Response> {
         None
     }
 
@@ -285,7 +286,7 @@ fn reject_over_cap(
             if let Ok(mut stream) = Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE) {
                 let response = ApiError::Overloaded.into_response();
                 let mut out = Vec::new();
-                response.write_to(&mut out, false, false);
+                response.write_to(&mut out, false, false, tls.is_some());
                 let _ = stream.write_all(&out, Instant::now() + REJECT_DEADLINE);
                 log::info!(target: "inferd::access", "- - 503 peer={peer} principal=- (connection cap)");
                 stream.close();

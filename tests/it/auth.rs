@@ -23,6 +23,7 @@ fn state(server: &TestServer) -> std::path::PathBuf {
 fn sign(server: &TestServer, sub: &str, scope: &str, ttl: Duration, jti: &str) -> String {
     let signer = TokenSigner::load(&state(server).join("token/signing-key.pem")).unwrap();
     let claims = Claims {
+        client_id: None,
         sub: sub.into(),
         scopes: scope.split(' ').map(str::to_owned).collect(),
         ttl,

@@ -77,6 +77,12 @@ pub fn provisioned() -> (tempfile::TempDir, Config, String) {
     let mut config = Config::load(&p.config, |_| None).expect("config");
     config.models.enabled = vec!["digits".into()];
     config.log.access = false;
+    // Limits no test reaches unless it sets its own (tests/it/limits.rs does).
+    let unlimited = inferd::config::Rate::parse("1000000/second").expect("rate");
+    config.rate_limit.default = unlimited;
+    config.rate_limit.anonymous_per_ip = unlimited;
+    config.rate_limit.failed_auth_per_ip = unlimited;
+    config.rate_limit.token_per_ip = unlimited;
     (dir, config, p.api_key)
 }
 

@@ -34,7 +34,8 @@ pub fn predict(app: &App, req: &Request, who: Option<&Principal>) -> Result<Resp
     match who {
         Some(p) if p.allows(scope) => {}
         Some(p) => {
-            crate::http::router::audit_scope(app, req, p);
+            let client = crate::http::router::client_of(req);
+            crate::http::router::audit_scope(app, req, client, p);
             return Err(ApiError::Forbidden(scope.to_string()));
         }
         None => return Err(ApiError::Forbidden(scope.to_string())),

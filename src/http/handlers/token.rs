@@ -104,6 +104,7 @@ pub fn token(app: &App, req: &Request) -> Result<Response, ApiError> {
             crate::http::router::audit_event(
                 app,
                 req,
+                crate::http::router::client_of(req),
                 "client_secret",
                 code,
                 serde_json::Value::Null,
