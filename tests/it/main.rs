@@ -5,7 +5,9 @@
 mod abuse;
 mod api;
 mod auth;
+mod cors;
 mod http;
+mod limits;
 mod models;
 mod predict;
 mod shutdown;
