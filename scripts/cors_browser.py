@@ -273,7 +273,8 @@ def main():
         "direct preflight from origin A allowed",
         "; ".join(problems) + " -- got " + show_headers(status, h)
         if problems
-        else f"204, max-age {h.get('Access-Control-Max-Age')}",
+        else "204; " + "; ".join(f"{k}: {v}" for k, v in h.items()
+                                 if k.lower().startswith("access-control-") or k.lower() == "vary"),
     )
 
     status, h = preflight(host, port, args.ca, origin_b)
