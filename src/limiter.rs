@@ -9,7 +9,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -197,9 +197,7 @@ impl<C: Clock + Clone> Limiter<C> {
     }
 
     fn key(&self, parts: impl Hash) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        parts.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(parts)
     }
 
     /// The policy for a principal: its own override, its OAuth client's, its first scope's

@@ -92,9 +92,16 @@ impl Cors {
         if !method_ok || !headers_ok {
             return response;
         }
+        // The allowed methods this path takes (the request's method is among them).
+        let methods: Vec<&str> = self
+            .methods
+            .iter()
+            .map(String::as_str)
+            .filter(|m| allow.split(", ").any(|a| a == *m))
+            .collect();
         let response = response
             .with_header("access-control-allow-origin", origin)
-            .with_header("access-control-allow-methods", self.methods.join(", "))
+            .with_header("access-control-allow-methods", methods.join(", "))
             .with_header("access-control-max-age", self.max_age_s.to_string());
         let response = if self.headers.is_empty() {
             response
@@ -174,7 +181,7 @@ mod tests {
         let r = cors(&[APP]).preflight(&req, "POST");
         assert_eq!(r.status(), 204);
         assert_eq!(r.header("access-control-allow-origin"), Some(APP));
-        assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST"));
+        assert_eq!(r.header("access-control-allow-methods"), Some("POST"));
         assert_eq!(
             r.header("access-control-allow-headers"),
             Some("content-type, x-api-key")
