@@ -37,7 +37,28 @@ pub enum Route<'a> {
     Readyz,
     Token,
     Jwks,
+    OpenApi,
 }
+
+/// Every route as `/openapi.json` writes it: path template and methods. A test holds this
+/// list, `resolve` and the OpenAPI document to each other.
+pub const CATALOGUE: &[(&str, &str)] = &[
+    ("/predict", POST),
+    ("/v2/models/{name}/infer", POST),
+    ("/v2/models/{name}/versions/{version}/infer", POST),
+    ("/v2/models/{name}", GET),
+    ("/v2/models/{name}/versions/{version}", GET),
+    ("/v2/models/{name}/ready", GET),
+    ("/v2/models/{name}/versions/{version}/ready", GET),
+    ("/v2", GET),
+    ("/v2/health/live", GET),
+    ("/v2/health/ready", GET),
+    ("/healthz", GET),
+    ("/readyz", GET),
+    ("/token", POST),
+    ("/.well-known/jwks.json", GET),
+    ("/openapi.json", GET),
+];
 
 const GET: &str = "GET, HEAD";
 const POST: &str = "POST";
@@ -61,6 +82,7 @@ impl<'a> Route<'a> {
             ["readyz"] => Some((Route::Readyz, GET)),
             ["token"] => Some((Route::Token, POST)),
             [".well-known", "jwks.json"] => Some((Route::Jwks, GET)),
+            ["openapi.json"] => Some((Route::OpenApi, GET)),
             ["v2", "models", model, "versions", version, rest @ ..]
                 if !model.is_empty() && !version.is_empty() =>
             {
@@ -88,7 +110,8 @@ impl<'a> Route<'a> {
             | Route::Healthz
             | Route::Readyz
             | Route::Token
-            | Route::Jwks => None,
+            | Route::Jwks
+            | Route::OpenApi => None,
         }
     }
 
@@ -106,6 +129,7 @@ impl<'a> Route<'a> {
             Route::Readyz => "/readyz",
             Route::Token => "/token",
             Route::Jwks => "/.well-known/jwks.json",
+            Route::OpenApi => "/openapi.json",
         }
     }
 }
@@ -319,6 +343,7 @@ fn dispatch(app: &App, req: &Request, admitted: &Admission) -> Result<Response, 
         Route::Readyz => Ok(handlers::readyz(app)),
         Route::Token => handlers::token(app, req),
         Route::Jwks => handlers::jwks(app),
+        Route::OpenApi => Ok(handlers::openapi()),
     }
 }
 
@@ -414,6 +439,66 @@ mod tests {
         assert_eq!(Route::resolve("/v2/models/digits/versions//infer"), None);
         assert_eq!(Route::resolve("/nope"), None);
         assert_eq!(Route::resolve("*"), None);
+    }
+
+    #[test]
+    fn catalogue_and_resolve_agree() {
+        let mut labels = std::collections::BTreeSet::new();
+        for (template, methods) in CATALOGUE {
+            let path = template
+                .replace("{name}", "digits")
+                .replace("{version}", "1");
+            let (route, allow) = Route::resolve(&path).unwrap_or_else(|| panic!("{template}"));
+            assert_eq!(allow, *methods, "{template}");
+            labels.insert((route.label(), template.contains("{version}")));
+        }
+        // Every route (each with and without a version where it takes one) is listed once.
+        assert_eq!(labels.len(), CATALOGUE.len());
+        let all = [
+            Route::Predict,
+            Route::Infer {
+                model: "",
+                version: None,
+            },
+            Route::ModelMetadata {
+                model: "",
+                version: None,
+            },
+            Route::ModelReady {
+                model: "",
+                version: None,
+            },
+            Route::ServerMetadata,
+            Route::Live,
+            Route::Ready,
+            Route::Healthz,
+            Route::Readyz,
+            Route::Token,
+            Route::Jwks,
+            Route::OpenApi,
+        ];
+        for route in all {
+            // Exhaustive: a new variant fails to compile here until it is listed.
+            match route {
+                Route::Predict
+                | Route::Infer { .. }
+                | Route::ModelMetadata { .. }
+                | Route::ModelReady { .. }
+                | Route::ServerMetadata
+                | Route::Live
+                | Route::Ready
+                | Route::Healthz
+                | Route::Readyz
+                | Route::Token
+                | Route::Jwks
+                | Route::OpenApi => {}
+            }
+            assert!(
+                labels.iter().any(|(l, _)| *l == route.label()),
+                "{}",
+                route.label()
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,17 @@ use std::sync::Arc;
 mod token;
 pub use token::{jwks, token};
 
+/// `GET /openapi.json`: the OpenAPI 3.1 description of this API (a test holds it to the
+/// router's `CATALOGUE`).
+pub fn openapi() -> Response {
+    Response::bytes(
+        200,
+        "application/json",
+        include_bytes!("../openapi.json").to_vec(),
+    )
+    .with_header("cache-control", "max-age=3600")
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictInput {
