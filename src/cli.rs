@@ -189,7 +189,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Serve { config } => serve(&load_config(&config)?),
+        Command::Serve { config: path } => serve(&path, &load_config(&path)?),
         Command::Check { config } => check(&load_config(&config)?),
         Command::Demo {
             dir,
@@ -294,7 +294,9 @@ fn init_logging(level: log::LevelFilter) {
     let _ = builder.try_init();
 }
 
-fn serve(config: &Config) -> Result<(), CliError> {
+/// Serves until SIGTERM/SIGINT. SIGHUP re-reads `path` (and the environment) and swaps in
+/// a whole new app; a bad file keeps the old one serving.
+fn serve(path: &Path, config: &Config) -> Result<(), CliError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let started = Instant::now();
     // Register before loading, so a signal during start-up is not fatal.
@@ -303,21 +305,14 @@ fn serve(config: &Config) -> Result<(), CliError> {
     let running = crate::start(config)?;
     log::info!("ready in {} ms", started.elapsed().as_millis());
     let stopper = running.stopper();
-    let app = running.app.clone();
+    let appliance = running.appliance.clone();
+    let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("inferd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    // The auth files also reload by themselves within a second; SIGHUP makes
-                    // it immediate. Certificates and models still need a restart.
-                    app.auth.reload_now();
-                    if let Some(issuer) = &app.issuer {
-                        issuer.reload_now();
-                    }
-                    log::info!(
-                        "SIGHUP: re-read API keys, token keys, revocations and OAuth clients (TLS certificates and models need a restart)"
-                    );
+                    reload(&appliance, &path);
                     continue;
                 }
                 log::info!("signal {signal}: draining in-flight requests, then exiting");
@@ -329,6 +324,21 @@ fn serve(config: &Config) -> Result<(), CliError> {
     running.wait();
     log::info!("stopped");
     Ok(())
+}
+
+/// One SIGHUP: the config file and everything it names, or nothing.
+fn reload(appliance: &crate::Appliance, path: &Path) {
+    log::info!("SIGHUP: reloading {}", path.display());
+    let config = match Config::load(path, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            appliance.app().metrics.reload(false);
+            return log::error!("reload failed, still serving the previous state: {e}");
+        }
+    };
+    if let Err(e) = appliance.reload(config) {
+        log::error!("reload failed, still serving the previous state: {e}");
+    }
 }
 
 fn check(config: &Config) -> Result<(), CliError> {
@@ -380,7 +390,8 @@ fn demo(dir: &Path, models: &Path, listen: &str) -> Result<(), CliError> {
         "demo",
         vec!["predict".into(), "metrics".into()],
     )?;
-    let config = load_config(&dir.join("inferd.toml"))?;
+    let path = dir.join("inferd.toml");
+    let config = load_config(&path)?;
     let base = format!("https://{}", config.listen);
     let ca = dir.join("tls/ca.pem");
     let digit: Vec<String> = DIGIT_ZERO.iter().map(|d| d.to_string()).collect();
@@ -392,5 +403,5 @@ curl --cacert {ca} {base}/v2/health/ready -i\n\nCtrl-C stops it.\n",
         ca = ca.display(),
         digits = digit.join(", "),
     );
-    serve(&config)
+    serve(&path, &config)
 }

@@ -383,7 +383,7 @@ impl std::fmt::Display for Rate {
 
 /// `[rate_limit]`: per-principal quotas with overrides, and per-IP quotas for what comes
 /// before (or instead of) authentication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {
     /// `false` switches every limit off (benchmarks; a device behind its own limiter).
     pub enabled: bool,

@@ -2,7 +2,8 @@
 //! tract over our own small HTTP/1.1 + TLS layer, speaking the Open Inference Protocol, and
 //! lets only authenticated callers in.
 //!
-//! `start(&Config)` builds the [`App`] once and runs the server; everything a test needs is
+//! `start(&Config)` builds the [`App`] and runs the server; SIGHUP swaps in a new one
+//! ([`Appliance::reload`]). Everything a test needs is
 //! reachable from here.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod model;
 pub mod oip;
 pub mod provision;
@@ -19,25 +21,31 @@ pub mod provision;
 use auth::clock::Clock;
 use auth::issue::TokenIssuer;
 use auth::{AuthError, Authenticator};
-use config::{Config, LogConfig};
+use config::{Config, LogConfig, RateLimitConfig};
 use http::cors::Cors;
 use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
 use limiter::Limiter;
+use metrics::Metrics;
 use model::pool::Pool;
 use model::{ModelError, ModelRepository};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
-/// Everything a request may touch. Built once by `start`, shared read-only by the workers.
+/// Everything a request may touch, as one consistent snapshot: a reload builds a new `App`
+/// and swaps it in whole; requests in flight finish on the one they started with.
 pub struct App {
     pub auth: Authenticator,
     /// `POST /token`, when the device holds a signing key.
     pub issuer: Option<TokenIssuer>,
     pub models: ModelRepository,
-    pub limiter: Limiter,
+    /// Shared by successive apps while `[rate_limit]` is unchanged, so a reload does not
+    /// refill everyone's bucket.
+    pub limiter: Arc<Limiter>,
     pub cors: Cors,
     /// Proxies whose forwarding headers name the client address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Shared by successive apps: series survive reloads.
+    pub metrics: Metrics,
     pub log: LogConfig,
 }
 
@@ -58,10 +66,33 @@ pub enum StartError {
     Workers(std::io::Error),
 }
 
+/// What outlives a reload: the inference workers and the metrics.
+struct Lasting {
+    pool: Arc<Pool>,
+    metrics: Metrics,
+    limiter: Option<(RateLimitConfig, Arc<Limiter>)>,
+}
+
 impl App {
     /// Loads keys and models and runs one warm-up inference per model, so that a bad model
     /// fails here and not on the first request.
     pub fn load(config: &Config) -> Result<App, StartError> {
+        let pool = Pool::new(
+            config.limits.inference_threads,
+            config.limits.inference_queue,
+        )
+        .map_err(StartError::Workers)?;
+        App::build(
+            config,
+            Lasting {
+                pool: Arc::new(pool),
+                metrics: Metrics::new(),
+                limiter: None,
+            },
+        )
+    }
+
+    fn build(config: &Config, lasting: Lasting) -> Result<App, StartError> {
         let clock = Clock::system(config.auth.clock_policy, Some(config.state_dir.clone()));
         let auth = Authenticator::load(config, clock)?;
         let issuer = config
@@ -70,34 +101,122 @@ impl App {
             .as_ref()
             .map(TokenIssuer::load)
             .transpose()?;
-        let pool = Pool::new(
-            config.limits.inference_threads,
-            config.limits.inference_queue,
-        )
-        .map_err(StartError::Workers)?;
         let models = ModelRepository::load(
             &config.models.dir,
             &config.models.enabled,
             config.models.default.as_deref(),
-            pool,
+            lasting.pool,
+            lasting.metrics.clone(),
         )?;
         models.warm_up()?;
+        let limiter = match lasting.limiter {
+            Some((old, limiter)) if old == config.rate_limit => limiter,
+            _ => Arc::new(Limiter::new(&config.rate_limit)),
+        };
+        lasting.metrics.models(
+            models
+                .models()
+                .map(|m| (m.name(), m.manifest.version.as_str(), m.task_name())),
+        );
         Ok(App {
             auth,
             issuer,
             models,
-            limiter: Limiter::new(&config.rate_limit),
+            limiter,
             cors: Cors::new(&config.cors),
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics: lasting.metrics,
             log: config.log.clone(),
         })
+    }
+}
+
+/// The running appliance's state: the current [`App`], swapped whole by [`Appliance::reload`].
+pub struct Appliance {
+    current: RwLock<Arc<App>>,
+    /// The configuration the current app was built from.
+    config: Mutex<Config>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Appliance {
+    /// The app new requests are admitted with.
+    pub fn app(&self) -> Arc<App> {
+        // A poisoned slot still holds a complete app.
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Builds a complete new app from `config` (keys, revocations, OAuth clients, TLS
+    /// certificate, CORS, rate limits, models — loaded and warmed up) and swaps it in; on
+    /// any error the current app keeps serving and the error says which file. Settings
+    /// that shape the listener (address, TLS on/off, `[limits]`, logging) are reported as
+    /// needing a restart.
+    pub fn reload(&self, config: Config) -> Result<(), StartError> {
+        let started = std::time::Instant::now();
+        let current = self.app();
+        let result = self.rebuild(&config, &current);
+        current.metrics.reload(result.is_ok());
+        let fresh = result?;
+        let mut in_force = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        for (what, changed) in [
+            ("listen", in_force.listen != config.listen),
+            ("tls on/off", in_force.tls.is_some() != config.tls.is_some()),
+            (
+                "[limits]",
+                format!("{:?}", in_force.limits) != format!("{:?}", config.limits),
+            ),
+            ("state_dir", in_force.state_dir != config.state_dir),
+            (
+                "[log]",
+                format!("{:?}", in_force.log) != format!("{:?}", config.log),
+            ),
+        ] {
+            if changed {
+                log::warn!("reload: {what} changed; it takes effect at the next restart");
+            }
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *in_force = config;
+        log::info!(
+            "reload: keys, certificates, CORS, rate limits and models in force ({} ms)",
+            started.elapsed().as_millis()
+        );
+        Ok(())
+    }
+
+    fn rebuild(&self, config: &Config, current: &App) -> Result<App, StartError> {
+        let tls = match (&self.tls, &config.tls) {
+            (Some(_), Some(t)) => Some(TlsAcceptor::load(&t.cert, &t.key, t.client.as_ref())?),
+            _ => None,
+        };
+        let in_force = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let fresh = App::build(
+            config,
+            Lasting {
+                pool: current.models.pool().clone(),
+                metrics: current.metrics.clone(),
+                limiter: Some((in_force.rate_limit, current.limiter.clone())),
+            },
+        )?;
+        // Last, once everything else loaded: a certificate swap cannot be undone.
+        if let (Some(acceptor), Some(fresh_tls)) = (&self.tls, tls) {
+            acceptor.replace(&fresh_tls);
+        }
+        Ok(fresh)
     }
 }
 
 /// A running appliance.
 pub struct Running {
     server: Server,
-    pub app: Arc<App>,
+    pub appliance: Arc<Appliance>,
 }
 
 impl Running {
@@ -109,6 +228,11 @@ impl Running {
     /// A handle that starts graceful shutdown.
     pub fn stopper(&self) -> Stopper {
         self.server.stopper()
+    }
+
+    /// The app new requests see now.
+    pub fn app(&self) -> Arc<App> {
+        self.appliance.app()
     }
 
     /// Blocks until shutdown has finished draining.
@@ -137,15 +261,15 @@ pub fn http_settings(config: &Config) -> Settings {
 /// How often rate-limit state of clients that went quiet is dropped.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Background upkeep while the app lives: purges rate-limiter state on a schedule.
-fn housekeeping(app: std::sync::Weak<App>) {
+/// Background upkeep while the appliance lives: purges rate-limiter state on a schedule.
+fn housekeeping(appliance: std::sync::Weak<Appliance>) {
     let spawned = std::thread::Builder::new()
         .name("inferd-housekeeping".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(PURGE_EVERY);
-                match app.upgrade() {
-                    Some(app) => app.limiter.purge(),
+                match appliance.upgrade() {
+                    Some(appliance) => appliance.app().limiter.purge(),
                     None => return,
                 }
             }
@@ -162,8 +286,15 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let app = Arc::new(App::load(config)?);
-    housekeeping(Arc::downgrade(&app));
-    let handler = Arc::new(http::router::Router { app: app.clone() });
+    let appliance = Arc::new(Appliance {
+        current: RwLock::new(app),
+        config: Mutex::new(config.clone()),
+        tls: tls.clone(),
+    });
+    housekeeping(Arc::downgrade(&appliance));
+    let handler = Arc::new(http::router::Router {
+        appliance: appliance.clone(),
+    });
     let server =
         Server::start(config.listen, http_settings(config), tls, handler).map_err(|e| {
             StartError::Bind {
@@ -181,5 +312,5 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         },
         server.local_addr()
     );
-    Ok(Running { server, app })
+    Ok(Running { server, appliance })
 }

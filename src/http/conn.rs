@@ -157,7 +157,7 @@ pub(crate) fn serve(
         match await_request(&mut stream, &mut buf, wait_until, shared, !first) {
             Ok(true) => {}
             Ok(false) => return stream.close(),
-            Err(_) if first => return reject(stream, HttpError::Timeout, &conn, settings),
+            Err(_) if first => return reject(stream, HttpError::Timeout, &conn, settings, handler),
             Err(_) => return stream.close(),
         }
         let head_deadline = if first {
@@ -169,7 +169,7 @@ pub(crate) fn serve(
         let head = match read_head(&mut stream, &mut buf, head_deadline, &limits) {
             Ok(Some(head)) => head,
             Ok(None) => return stream.close(),
-            Err(err) => return reject(stream, err, &conn, settings),
+            Err(err) => return reject(stream, err, &conn, settings, handler),
         };
         let Prepared {
             mut request,
@@ -178,7 +178,7 @@ pub(crate) fn serve(
             expects_continue,
         } = match prepare(head, settings, &conn) {
             Ok(prepared) => prepared,
-            Err(err) => return reject(stream, err, &conn, settings),
+            Err(err) => return reject(stream, err, &conn, settings, handler),
         };
         let head_only = request.method == "HEAD";
         // Refusals decided from the head (unknown route, bad method, no credentials) are
@@ -196,7 +196,7 @@ pub(crate) fn serve(
         if let Framing::Length(len) = framing {
             match read_body(&mut stream, &mut buf, len, expects_continue, settings) {
                 Ok(body) => request.body = body,
-                Err(err) => return reject(stream, err, &conn, settings),
+                Err(err) => return reject(stream, err, &conn, settings, handler),
             }
         }
         let response =
@@ -274,9 +274,16 @@ fn await_request(
 }
 
 /// Answers a request the HTTP layer refused, logs it, and closes.
-fn reject(mut stream: Stream, err: HttpError, conn: &ConnInfo, settings: &Settings) {
+fn reject(
+    mut stream: Stream,
+    err: HttpError,
+    conn: &ConnInfo,
+    settings: &Settings,
+    handler: &dyn Handler,
+) {
     let reason = err.to_string();
     let response = ApiError::from(err).into_response();
+    handler.refused(response.status());
     log::info!(target: "inferd::access", "- - {} peer={} principal=- ({reason})", response.status(), conn.peer);
     let _ = write(&mut stream, &response, false, false, settings);
     stream.close();

@@ -8,10 +8,11 @@ use super::forwarded;
 use super::handlers;
 use super::request::Request;
 use super::response::Response;
-use crate::App;
 use crate::auth::{Principal, Scope};
 use crate::limiter::{RateLimited, Standing};
+use crate::{App, Appliance};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A resolved route, borrowing names from the path.
@@ -38,6 +39,7 @@ pub enum Route<'a> {
     Token,
     Jwks,
     OpenApi,
+    Metrics,
 }
 
 /// Every route as `/openapi.json` writes it: path template and methods. A test holds this
@@ -58,6 +60,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("/token", POST),
     ("/.well-known/jwks.json", GET),
     ("/openapi.json", GET),
+    ("/metrics", GET),
 ];
 
 const GET: &str = "GET, HEAD";
@@ -83,6 +86,7 @@ impl<'a> Route<'a> {
             ["token"] => Some((Route::Token, POST)),
             [".well-known", "jwks.json"] => Some((Route::Jwks, GET)),
             ["openapi.json"] => Some((Route::OpenApi, GET)),
+            ["metrics"] => Some((Route::Metrics, GET)),
             ["v2", "models", model, "versions", version, rest @ ..]
                 if !model.is_empty() && !version.is_empty() =>
             {
@@ -102,6 +106,7 @@ impl<'a> Route<'a> {
             Route::Infer { model, .. }
             | Route::ModelMetadata { model, .. }
             | Route::ModelReady { model, .. } => Some(Scope::Predict(model)),
+            Route::Metrics => Some(Scope::Metrics),
             Route::Predict => Some(Scope::Predict("")),
             // /token authenticates its client itself (client secret, RFC 6749 §2.3).
             Route::ServerMetadata
@@ -130,41 +135,69 @@ impl<'a> Route<'a> {
             Route::Token => "/token",
             Route::Jwks => "/.well-known/jwks.json",
             Route::OpenApi => "/openapi.json",
+            Route::Metrics => "/metrics",
         }
     }
 }
 
-/// The server's `Handler`: the router with the app it routes into.
+/// The server's `Handler`: the router with the appliance whose current app it routes into.
 pub struct Router {
-    pub app: std::sync::Arc<App>,
+    pub appliance: Arc<Appliance>,
 }
 
 impl crate::http::Handler for Router {
     fn admit(&self, head: &mut Request) -> Option<Response> {
         let started = Instant::now();
-        let client = forwarded::client_addr(head, &self.app.trusted_proxies);
-        let answer = match authorize(&self.app, head, client) {
-            Ok(Decision::Proceed(admission)) => {
+        let app = self.appliance.app();
+        let client = forwarded::client_addr(head, &app.trusted_proxies);
+        let answer = match authorize(&app, head, client) {
+            Ok(Decision::Proceed(mut admission)) => {
+                admission.app = Some(app);
                 head.admission = Some(admission);
                 return None;
             }
             Ok(Decision::Answer(response, standing)) => {
-                finish(&self.app, head, response, standing.as_ref(), client)
+                finish(&app, head, response, standing.as_ref(), client)
             }
-            Err(e) => finish(&self.app, head, e.into_response(), None, client),
+            Err(e) => finish(&app, head, e.into_response(), None, client),
         };
-        access_log(&self.app, head, &answer, None, client, started);
+        record(&app, head, &answer, None, client, started);
         Some(answer)
     }
 
     fn handle(&self, req: &Request) -> Response {
-        route(&self.app, req)
+        // The app the head was admitted with: a reload in between does not change it.
+        match req.admission.as_ref().and_then(|a| a.app.clone()) {
+            Some(app) => route(&app, req),
+            None => route(&self.appliance.app(), req),
+        }
+    }
+
+    fn connection_opened(&self) {
+        self.appliance.app().metrics.connection_opened();
+    }
+
+    fn connection_closed(&self) {
+        self.appliance.app().metrics.connection_closed();
+    }
+
+    fn handshake_failed(&self) {
+        self.appliance.app().metrics.tls_handshake_failed();
+    }
+
+    fn refused(&self, status: u16) {
+        self.appliance
+            .app()
+            .metrics
+            .request("-", status, std::time::Duration::ZERO);
     }
 }
 
 /// What the router decided from a request's head, for the handling of the whole request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Admission {
+    /// The app snapshot the request was admitted with (set by the router's `admit`).
+    pub app: Option<Arc<App>>,
     /// The authenticated caller; `None` on open routes.
     pub principal: Option<Principal>,
     /// The client address (the peer, or what trusted proxies say).
@@ -201,8 +234,18 @@ pub fn route(app: &App, req: &Request) -> Response {
     let standing = admission.as_ref().and_then(|a| a.standing.as_ref());
     let response = finish(app, req, response, standing, client);
     let who = admission.as_ref().and_then(|a| a.principal.as_ref());
-    access_log(app, req, &response, who, client, started);
+    record(app, req, &response, who, client, started);
     response
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("principal", &self.principal)
+            .field("client", &self.client)
+            .field("standing", &self.standing)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What every answer gets, refusals included: a failed authentication counts against the
@@ -217,7 +260,10 @@ fn finish(
     let response = if response.status() == 401 {
         match app.limiter.record_failure(client) {
             Ok(()) => response,
-            Err(limited) => ApiError::RateLimited(Box::new(limited)).into_response(),
+            Err(limited) => {
+                app.metrics.rate_limited(limited.standing.policy);
+                ApiError::RateLimited(Box::new(limited)).into_response()
+            }
         }
     } else {
         response
@@ -235,7 +281,8 @@ fn finish(
     }
 }
 
-fn access_log(
+/// The request's metrics and access line.
+fn record(
     app: &App,
     req: &Request,
     response: &Response,
@@ -243,6 +290,9 @@ fn access_log(
     client: IpAddr,
     started: Instant,
 ) {
+    let route = Route::resolve(&req.path).map_or("unmatched", |(r, _)| r.label());
+    app.metrics
+        .request(route, response.status(), started.elapsed());
     if app.log.access {
         let via = if client == req.conn.peer.ip() {
             String::new()
@@ -266,7 +316,10 @@ fn access_log(
 /// (405), body encoding (415), rate limits (429), credentials (401) and path-scoped
 /// permission (403). Runs before the body is read.
 fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiError> {
-    let limited = |l: RateLimited| ApiError::RateLimited(Box::new(l));
+    let limited = |l: RateLimited| {
+        app.metrics.rate_limited(l.standing.policy);
+        ApiError::RateLimited(Box::new(l))
+    };
     let (route, allow) = Route::resolve(&req.path)
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
     let method = req.method.as_str();
@@ -289,6 +342,7 @@ fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiEr
     }
     let open = |standing| {
         Ok(Decision::Proceed(Admission {
+            app: None,
             principal: None,
             client,
             standing,
@@ -322,6 +376,7 @@ fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiEr
     }
     let standing = app.limiter.check_principal(&principal).map_err(limited)?;
     Ok(Decision::Proceed(Admission {
+        app: None,
         principal: Some(principal),
         client,
         standing,
@@ -344,6 +399,7 @@ fn dispatch(app: &App, req: &Request, admitted: &Admission) -> Result<Response, 
         Route::Token => handlers::token(app, req),
         Route::Jwks => handlers::jwks(app),
         Route::OpenApi => Ok(handlers::openapi()),
+        Route::Metrics => Ok(handlers::metrics(app)),
     }
 }
 
@@ -358,6 +414,7 @@ pub(crate) fn audit_event(
     reason: &str,
     ids: serde_json::Value,
 ) {
+    app.metrics.auth_failure(reason);
     if app.log.audit {
         let mut line = serde_json::json!({
             "time": httpdate::fmt_http_date(std::time::SystemTime::now()),
@@ -476,6 +533,7 @@ mod tests {
             Route::Token,
             Route::Jwks,
             Route::OpenApi,
+            Route::Metrics,
         ];
         for route in all {
             // Exhaustive: a new variant fails to compile here until it is listed.
@@ -491,7 +549,8 @@ mod tests {
                 | Route::Readyz
                 | Route::Token
                 | Route::Jwks
-                | Route::OpenApi => {}
+                | Route::OpenApi
+                | Route::Metrics => {}
             }
             assert!(
                 labels.iter().any(|(l, _)| *l == route.label()),

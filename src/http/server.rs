@@ -26,6 +26,26 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     fn handle(&self, req: &Request) -> Response;
+
+    /// A connection was accepted (and counts against the cap) / has ended.
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+
+    /// A TLS handshake failed or did not finish in time.
+    fn handshake_failed(&self) {}
+
+    /// The HTTP layer answered `status` itself (malformed, too large, too slow, over the
+    /// connection cap) without a route.
+    fn refused(&self, _status: u16) {}
+}
+
+/// Tells the handler a connection ended, however its thread ends.
+struct Opened<'a>(&'a dyn Handler);
+
+impl Drop for Opened<'_> {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
 }
 
 impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Handler for F {
@@ -202,6 +222,7 @@ fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let _ = tcp.set_write_timeout(Some(settings.write_timeout));
         if shared.conns().len() >= settings.max_connections {
+            handler.refused(503);
             reject_over_cap(tcp, peer, tls.clone(), &shared);
             continue;
         }
@@ -241,10 +262,15 @@ fn spawn_connection(
                 shared: &shared,
                 id,
             };
+            handler.connection_opened();
+            let _opened = Opened(handler.as_ref());
             let accepted = Instant::now();
             let stream = match Stream::open(tcp, tls.as_ref(), accepted + settings.header_timeout) {
                 Ok(stream) => stream,
                 Err(e) => {
+                    if tls.is_some() {
+                        handler.handshake_failed();
+                    }
                     return log::debug!("connection from {peer} closed before a request: {e}");
                 }
             };

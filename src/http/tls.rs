@@ -9,7 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// Why the TLS configuration could not be loaded.
@@ -29,10 +29,12 @@ pub enum TlsError {
     Config(String),
 }
 
-/// A loaded server configuration, cheap to clone and share across connections.
+/// A loaded server configuration, cheap to clone and share across connections. Clones
+/// share one slot, so `replace` (a reload) reaches every clone: new handshakes use the new
+/// certificate, connections already open keep theirs.
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    config: Arc<rustls::ServerConfig>,
+    config: Arc<RwLock<Arc<rustls::ServerConfig>>>,
 }
 
 impl TlsAcceptor {
@@ -73,13 +75,27 @@ impl TlsAcceptor {
             .map_err(|e| TlsError::Config(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor {
-            config: Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
         })
+    }
+
+    /// Puts `other`'s configuration (a freshly loaded certificate) in this acceptor's slot.
+    pub fn replace(&self, other: &TlsAcceptor) {
+        let fresh = other.current();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn current(&self) -> Arc<rustls::ServerConfig> {
+        // A poisoned slot still holds a complete configuration.
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs the handshake, which must finish before `deadline`.
     pub fn accept(&self, tcp: TcpStream, deadline: Instant) -> io::Result<TlsStream> {
-        let conn = ServerConnection::new(self.config.clone()).map_err(io::Error::other)?;
+        let conn = ServerConnection::new(self.current()).map_err(io::Error::other)?;
         let mut stream = TlsStream {
             conn,
             tcp,

@@ -8,6 +8,7 @@ mod runtime;
 pub mod tensor;
 pub mod text;
 
+use crate::metrics::Metrics;
 use manifest::{Manifest, Task};
 use pool::Pool;
 use runtime::{Dim, Graph, Plan};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tensor::{Data, DataType, Tensor};
 use text::Preprocessor;
 
@@ -175,6 +177,14 @@ impl Model {
         &self.manifest.name
     }
 
+    /// The manifest's task as written there.
+    pub fn task_name(&self) -> &'static str {
+        match self.manifest.task {
+            Task::TextClassification => "text-classification",
+            Task::Tensor => "tensor",
+        }
+    }
+
     pub fn is_text(&self) -> bool {
         matches!(self.runner, Runner::Text { .. })
     }
@@ -188,7 +198,8 @@ impl Model {
     }
 
     /// Classifies one text (runs on the caller's thread; use the repository to queue it).
-    fn classify_now(&self, text: &str) -> Result<Classification, ModelError> {
+    /// Also says which length bucket ran.
+    fn classify_now(&self, text: &str) -> Result<(Classification, usize), ModelError> {
         let Runner::Text { pre, plans } = &self.runner else {
             return Err(ModelError::input(
                 "not_a_text_model",
@@ -240,12 +251,13 @@ impl Model {
             .cloned()
             .zip(probabilities.iter().copied())
             .collect();
-        Ok(Classification {
+        let classification = Classification {
             label: self.manifest.labels[best].clone(),
             score,
             scores,
             probabilities,
-        })
+        };
+        Ok((classification, len))
     }
 
     /// Checks tensors against the manifest (names, datatypes, ranks, fixed dims, batch cap,
@@ -333,7 +345,8 @@ impl Model {
 pub struct ModelRepository {
     models: BTreeMap<String, Arc<Model>>,
     default_text: Option<String>,
-    pool: Pool,
+    pool: Arc<Pool>,
+    metrics: Metrics,
 }
 
 impl ModelRepository {
@@ -343,7 +356,8 @@ impl ModelRepository {
         dir: &Path,
         only: &[String],
         default: Option<&str>,
-        pool: Pool,
+        pool: Arc<Pool>,
+        metrics: Metrics,
     ) -> Result<ModelRepository, ModelError> {
         let folders: Vec<PathBuf> = if only.is_empty() {
             let entries = std::fs::read_dir(dir).map_err(|e| ModelError::Load {
@@ -396,6 +410,7 @@ impl ModelRepository {
             models,
             default_text,
             pool,
+            metrics,
         })
     }
 
@@ -428,7 +443,8 @@ impl ModelRepository {
         self.models.values()
     }
 
-    pub fn pool(&self) -> &Pool {
+    /// The inference workers (shared with the repository a reload replaces this one with).
+    pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
 
@@ -438,9 +454,26 @@ impl ModelRepository {
         model: &Arc<Model>,
         texts: Vec<String>,
     ) -> Result<Vec<Classification>, ModelError> {
-        let model = model.clone();
-        self.pool
-            .run(move || texts.iter().map(|t| model.classify_now(t)).collect())?
+        let (model, metrics) = (model.clone(), self.metrics.clone());
+        let ran = self.pool.run(move || {
+            texts
+                .iter()
+                .map(|t| {
+                    let started = Instant::now();
+                    let (c, bucket) = model.classify_now(t)?;
+                    metrics.inference(model.name(), Some(bucket), started.elapsed());
+                    Ok(c)
+                })
+                .collect()
+        });
+        self.counted(ran)?
+    }
+
+    fn counted<T>(&self, ran: Result<T, ModelError>) -> Result<T, ModelError> {
+        if matches!(ran, Err(ModelError::Busy)) {
+            self.metrics.inference_rejected();
+        }
+        ran
     }
 
     /// Validates tensors against the manifest, then runs the model on the pool.
@@ -450,15 +483,23 @@ impl ModelRepository {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ModelError> {
         let inputs = model.validate(inputs)?;
-        let model = model.clone();
-        self.pool.run(move || model.infer_now(inputs))?
+        let (model, metrics) = (model.clone(), self.metrics.clone());
+        let ran = self.pool.run(move || {
+            let started = Instant::now();
+            let out = model.infer_now(inputs);
+            metrics.inference(model.name(), None, started.elapsed());
+            out
+        });
+        self.counted(ran)?
     }
 
-    /// Runs one inference per model with a made-up input, as a start-up self test.
+    /// Runs one inference per model with a made-up input, as a start-up self test. Runs on
+    /// the caller's thread, not the pool: a reload under load neither fails for a full queue
+    /// nor takes a queue slot from a client.
     pub fn warm_up(&self) -> Result<(), ModelError> {
         for model in self.models.values() {
             if model.is_text() {
-                self.classify(model, vec!["warm up".into()])?;
+                model.classify_now("warm up")?;
             } else {
                 let inputs = model
                     .manifest
@@ -486,7 +527,7 @@ impl ModelRepository {
                         }
                     })
                     .collect();
-                self.infer(model, inputs)?;
+                model.infer_now(model.validate(inputs)?)?;
             }
         }
         Ok(())

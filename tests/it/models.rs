@@ -12,8 +12,14 @@ use serde_json::Value;
 const TOLERANCE: f32 = 2e-3;
 
 fn repository() -> ModelRepository {
-    ModelRepository::load(&models_dir(), &[], None, Pool::new(2, 64).unwrap())
-        .expect("bundled models load")
+    ModelRepository::load(
+        &models_dir(),
+        &[],
+        None,
+        std::sync::Arc::new(Pool::new(2, 64).unwrap()),
+        inferd::metrics::Metrics::new(),
+    )
+    .expect("bundled models load")
 }
 
 fn cases(model: &str) -> Vec<Value> {

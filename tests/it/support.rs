@@ -62,6 +62,8 @@ pub struct TestServer {
     pub key: String,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub dir: tempfile::TempDir,
+    /// The configuration the server started with.
+    pub config: Config,
 }
 
 /// Provisions a state folder and returns it with its parsed config and admin key.
@@ -122,7 +124,24 @@ impl TestServer {
             key,
             tls,
             dir,
+            config,
         }
+    }
+
+    /// What SIGHUP does, with `config` as the re-read file.
+    pub fn reload(&self, config: Config) -> Result<(), inferd::StartError> {
+        self.running
+            .as_ref()
+            .expect("running")
+            .appliance
+            .reload(config)
+    }
+
+    /// `GET /metrics` with the admin key, as text.
+    pub fn metrics(&self) -> String {
+        let r = self.request("GET", "/metrics", &[("X-API-Key", &self.key)], b"");
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).expect("utf-8 exposition")
     }
 
     pub fn connect(&self) -> Conn {

@@ -16,6 +16,12 @@ use std::sync::Arc;
 mod token;
 pub use token::{jwks, token};
 
+/// `GET /metrics`: the Prometheus exposition (scope `metrics`).
+pub fn metrics(app: &App) -> Response {
+    let text = app.metrics.render(app.models.pool().depth());
+    Response::bytes(200, crate::metrics::CONTENT_TYPE, text.into_bytes())
+}
+
 /// `GET /openapi.json`: the OpenAPI 3.1 description of this API (a test holds it to the
 /// router's `CATALOGUE`).
 pub fn openapi() -> Response {
