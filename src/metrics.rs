@@ -12,8 +12,11 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The media type `render` produces (OpenMetrics 1.0 text, which Prometheus scrapes).
+/// The media type of `render` (OpenMetrics 1.0 text, what Prometheus asks for first).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The media type of `render_classic` (the Prometheus text format 0.0.4).
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -190,6 +193,13 @@ impl Metrics {
         out
     }
 
+    /// The exposition in the Prometheus text format 0.0.4, for scrapers and parsers that do
+    /// not take OpenMetrics: counter families are named with their `_total`, the info
+    /// family becomes a gauge `_info`, and there is no `# EOF`.
+    pub fn render_classic(&self, queue_depth: usize) -> String {
+        classic(&self.render(queue_depth))
+    }
+
     /// One answered request.
     pub fn request(&self, route: &'static str, status: u16, took: Duration) {
         self.requests
@@ -262,9 +272,65 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics text from `prometheus-client` to the classic text format.
+fn classic(openmetrics: &str) -> String {
+    let mut renamed: std::collections::HashMap<&str, (String, &str)> = Default::default();
+    for line in openmetrics.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let Some((name, kind)) = rest.split_once(' ') else {
+            continue;
+        };
+        match kind {
+            "counter" => renamed.insert(name, (format!("{name}_total"), "counter")),
+            "info" => renamed.insert(name, (format!("{name}_info"), "gauge")),
+            _ => None,
+        };
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta.and_then(|(p, rest)| {
+            let (name, tail) = rest.split_once(' ')?;
+            let (new_name, new_kind) = renamed.get(name)?;
+            let tail = if p == "# TYPE " { *new_kind } else { tail };
+            Some(format!("{p}{new_name} {tail}"))
+        }) {
+            Some(rewritten) => out.push_str(&rewritten),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classic_format_names_counter_families_with_total() {
+        let m = Metrics::new();
+        m.request("/predict", 200, Duration::from_millis(3));
+        let text = m.render_classic(0);
+        assert!(
+            text.contains("# TYPE inferd_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP inferd_requests_total Requests answered"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE inferd_build_info gauge\n"), "{text}");
+        assert!(text.contains("# TYPE inferd_request_duration_seconds histogram\n"));
+        assert!(!text.contains("# EOF"));
+    }
 
     #[test]
     fn renders_every_family_with_its_unit_and_eof() {

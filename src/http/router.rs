@@ -399,7 +399,7 @@ fn dispatch(app: &App, req: &Request, admitted: &Admission) -> Result<Response, 
         Route::Token => handlers::token(app, req),
         Route::Jwks => handlers::jwks(app),
         Route::OpenApi => Ok(handlers::openapi()),
-        Route::Metrics => Ok(handlers::metrics(app)),
+        Route::Metrics => Ok(handlers::metrics(app, req)),
     }
 }
 

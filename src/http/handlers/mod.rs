@@ -16,10 +16,25 @@ use std::sync::Arc;
 mod token;
 pub use token::{jwks, token};
 
-/// `GET /metrics`: the Prometheus exposition (scope `metrics`).
-pub fn metrics(app: &App) -> Response {
-    let text = app.metrics.render(app.models.pool().depth());
-    Response::bytes(200, crate::metrics::CONTENT_TYPE, text.into_bytes())
+/// `GET /metrics`: the Prometheus exposition (scope `metrics`): OpenMetrics when the
+/// scraper accepts it (Prometheus does), else the classic text format.
+pub fn metrics(app: &App, req: &Request) -> Response {
+    let depth = app.models.pool().depth();
+    let openmetrics = req
+        .header("accept")
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    match openmetrics {
+        true => Response::bytes(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            app.metrics.render(depth).into_bytes(),
+        ),
+        false => Response::bytes(
+            200,
+            crate::metrics::CLASSIC_CONTENT_TYPE,
+            app.metrics.render_classic(depth).into_bytes(),
+        ),
+    }
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 description of this API (a test holds it to the
