@@ -9,6 +9,7 @@ mod cors;
 mod http;
 mod limits;
 mod models;
+mod openapi;
 mod predict;
 mod shutdown;
 mod support;
