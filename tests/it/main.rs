@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod metrics;
 mod models;
+mod openapi;
 mod predict;
 mod reload;
 mod shutdown;
