@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod limiter;
 pub mod model;
+pub mod notify;
 pub mod oip;
 pub mod provision;
 
