@@ -15,6 +15,7 @@ pub mod http;
 pub mod limiter;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod oip;
 pub mod provision;
 
