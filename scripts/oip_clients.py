@@ -26,6 +26,10 @@ import numpy as np
 import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(os.path.dirname(HERE), "models")
@@ -578,6 +582,43 @@ def main():
         probs = np.frombuffer(blob, dtype="<f4")
         expect(probs.size == 10, f"{len(blob)} bytes of binary output")
         expect(int(probs.argmax()) == int(y[0]), f"argmax {int(probs.argmax())} != {int(y[0])}")
+
+    # ---- /metrics through the Prometheus project's own Python parsers (after the traffic above)
+    def metrics_families(accept, parse):
+        resp = req_json("GET", "/metrics", headers={**auth, "Accept": accept})
+        expect(resp.status_code == 200, f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return resp.headers.get("Content-Type", ""), {f.name: f for f in parse(resp.text)}
+
+    def check_families(families):
+        requests_family = families.get("inferd_requests") or families.get("inferd_requests_total")
+        expect(requests_family is not None and requests_family.type == "counter",
+               f"no counter family inferd_requests: {sorted(families)}")
+        infer_ok = [s for s in requests_family.samples
+                    if s.labels.get("route") == "/v2/models/infer" and s.labels.get("status") == "200"]
+        expect(infer_ok and infer_ok[0].value > 0, "inferd_requests_total lacks the infers made")
+        hist = families.get("inferd_inference_duration_seconds")
+        expect(hist is not None and hist.type == "histogram", "no inference duration histogram")
+        models = {s.labels.get("model") for s in hist.samples}
+        expect({"digits", "sentiment"} <= models, f"inference series for {models}")
+        buckets = {s.labels.get("bucket") for s in hist.samples if s.labels.get("model") == "sentiment"}
+        expect(buckets - {None, "-"}, f"sentiment inference has no length-bucket label: {buckets}")
+
+    def metrics_openmetrics():
+        ctype, families = metrics_families(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            parse_openmetrics)
+        expect(ctype.startswith("application/openmetrics-text"), f"Content-Type {ctype}")
+        check_families(families)
+
+    def metrics_classic():
+        ctype, families = metrics_families("text/plain", parse_prometheus)
+        expect(ctype.startswith("text/plain; version=0.0.4"), f"Content-Type {ctype}")
+        check_families(families)
+        untyped = [n for n, f in families.items() if f.type == "unknown"]
+        expect(not untyped, f"families the classic parser could not type: {untyped}")
+
+    r.run("prometheus_client OpenMetrics parser on GET /metrics", metrics_openmetrics)
+    r.run("prometheus_client text-format parser on GET /metrics", metrics_classic)
 
     if args.strict:
         r.run("strict: output binary_data=false overrides binary_data_output=true",

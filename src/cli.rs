@@ -302,9 +302,17 @@ fn serve(path: &Path, config: &Config) -> Result<(), CliError> {
     // Register before loading, so a signal during start-up is not fatal.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(CliError::Signals)?;
+    let notify = crate::notify::Notifier::from_env();
     let running = crate::start(config)?;
     log::info!("ready in {} ms", started.elapsed().as_millis());
+    let models = running.app().models.models().count();
+    notify.ready(&format!(
+        "serving {models} model(s) on {}",
+        running.local_addr()
+    ));
     let stopper = running.stopper();
+    let serving = stopper.clone();
+    notify.start_watchdog(move || serving.is_serving());
     let appliance = running.appliance.clone();
     let path = path.to_path_buf();
     std::thread::Builder::new()
@@ -312,10 +320,12 @@ fn serve(path: &Path, config: &Config) -> Result<(), CliError> {
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    reload(&appliance, &path);
+                    notify.reloading();
+                    notify.reloaded(reload(&appliance, &path));
                     continue;
                 }
                 log::info!("signal {signal}: draining in-flight requests, then exiting");
+                notify.stopping();
                 stopper.stop();
                 break;
             }
@@ -326,18 +336,21 @@ fn serve(path: &Path, config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-/// One SIGHUP: the config file and everything it names, or nothing.
-fn reload(appliance: &crate::Appliance, path: &Path) {
+/// One SIGHUP: the config file and everything it names, or nothing. True when it took.
+fn reload(appliance: &crate::Appliance, path: &Path) -> bool {
     log::info!("SIGHUP: reloading {}", path.display());
-    let config = match Config::load(path, |k| std::env::var(k).ok()) {
-        Ok(config) => config,
-        Err(e) => {
+    let result = Config::load(path, |k| std::env::var(k).ok())
+        .map_err(|e| {
             appliance.app().metrics.reload(false);
-            return log::error!("reload failed, still serving the previous state: {e}");
+            e.to_string()
+        })
+        .and_then(|config| appliance.reload(config).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("reload failed, still serving the previous state: {e}");
+            false
         }
-    };
-    if let Err(e) = appliance.reload(config) {
-        log::error!("reload failed, still serving the previous state: {e}");
     }
 }
 

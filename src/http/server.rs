@@ -80,6 +80,8 @@ const CONN_STACK: usize = 512 * 1024;
 /// State shared by the accept loop, connection threads and stoppers.
 pub(crate) struct Shared {
     stopping: AtomicBool,
+    /// The accept loop is running (false once it returned, for whatever reason).
+    accepting: AtomicBool,
     conns: Mutex<HashMap<u64, TcpStream>>,
     drained: Condvar,
     rejecting: AtomicUsize,
@@ -128,6 +130,12 @@ pub struct Stopper {
 }
 
 impl Stopper {
+    /// Whether the server still accepts connections: not stopping, accept loop alive. The
+    /// systemd watchdog pings only while this holds.
+    pub fn is_serving(&self) -> bool {
+        !self.shared.stopping() && self.shared.accepting.load(Ordering::SeqCst)
+    }
+
     /// Stops accepting; in-flight requests finish, idle connections close.
     pub fn stop(&self) {
         if !self.shared.stopping.swap(true, Ordering::SeqCst) {
@@ -161,6 +169,7 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
+            accepting: AtomicBool::new(true),
             conns: Mutex::new(HashMap::new()),
             drained: Condvar::new(),
             rejecting: AtomicUsize::new(0),
@@ -228,6 +237,7 @@ fn accept_loop(
         }
         spawn_connection(tcp, peer, &settings, tls.as_ref(), &handler, &shared);
     }
+    shared.accepting.store(false, Ordering::SeqCst);
     drop(listener);
     drain(&shared, &settings);
 }

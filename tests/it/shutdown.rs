@@ -43,7 +43,7 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
 }
 
 #[test]
-fn sighup_rereads_the_keys_file_at_once() {
+fn sighup_reloads_everything_or_nothing() {
     let (dir, _config, _key) = provisioned();
     let state = dir.path().join("state");
     let (mut child, mut lines, addr) = spawn_serve(&state);
@@ -53,25 +53,45 @@ fn sighup_rereads_the_keys_file_at_once() {
         vec!["predict".into()],
     )
     .unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    let status = |key: &str| {
+        let mut conn = Conn::open(addr, Some(client_tls(&state.join("tls/ca.pem"))));
+        conn.send(
+            format!("GET /v2/models/digits HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n")
+                .as_bytes(),
+        );
+        conn.response().status
+    };
     // The reload is logged once it is done: wait for that line, then the new key works.
+    hup();
     assert!(
         lines
             .by_ref()
             .map_while(Result::ok)
-            .any(|l| l.contains("SIGHUP: re-read"))
+            .any(|l| l.contains("reload: keys, certificates"))
     );
-    let mut conn = Conn::open(addr, Some(client_tls(&state.join("tls/ca.pem"))));
-    conn.send(
-        format!("GET /v2/models/digits HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n").as_bytes(),
-    );
-    assert_eq!(conn.response().status, 200);
+    assert_eq!(status(&key), 200);
+    // A broken config file: one error line naming it, and the old state keeps serving.
+    let config_path = state.join("inferd.toml");
+    let good = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(&config_path, format!("{good}\n[limits\n")).unwrap();
+    hup();
+    let failure = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("reload failed"))
+        .unwrap();
+    assert!(failure.contains("inferd.toml"), "{failure}");
+    assert_eq!(status(&key), 200);
+    std::fs::write(&config_path, good).unwrap();
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
