@@ -24,7 +24,7 @@ bin="$(realpath "$1")" || die "no such binary: $1"
 command -v python3 >/dev/null || die "python3 not found"
 py=python3
 
-start_timeout=60    # seconds for the "listening on" line (model load + warm-up)
+start_timeout=60    # seconds for the "ready in" line (port open, then model load + warm-up)
 stop_timeout=30     # seconds for exit after SIGTERM (server drains up to shutdown_timeout_ms)
 page_timeout=30     # seconds per browser page (cors_browser.py --timeout)
 
@@ -91,7 +91,7 @@ INFERD_RATE_LIMIT_DEFAULT="100000/minute" \
 server_pid=$!
 
 deadline=$((SECONDS + start_timeout))
-until grep -qs "listening on https://127.0.0.1:$port" "$work/serve.log"; do
+until grep -qs "ready in .* ms" "$work/serve.log"; do
     if ! kill -0 "$server_pid" 2>/dev/null; then
         wait "$server_pid" && rc=0 || rc=$?
         server_pid=""

@@ -19,7 +19,7 @@ bin="$(realpath "$1")" || die "no such binary: $1"
 shift
 [ -x "$bin" ] || die "not an executable: $bin"
 
-start_timeout=120   # seconds for the "listening on" line (model load + warm-up)
+start_timeout=120   # seconds for the "ready in" line (port open, then model load + warm-up)
 stop_timeout=30     # seconds for exit after SIGTERM (server drains up to shutdown_timeout_ms)
 
 # --- client venv -------------------------------------------------------------------------
@@ -73,7 +73,7 @@ print(d["config"], d["api_key"], d["ca_cert"])' "$work/init.json") \
 server_pid=$!
 
 deadline=$((SECONDS + start_timeout))
-until grep -qs "listening on https://127.0.0.1:$port" "$work/serve.log"; do
+until grep -qs "ready in .* ms" "$work/serve.log"; do
     if ! kill -0 "$server_pid" 2>/dev/null; then
         wait "$server_pid" && rc=0 || rc=$?
         server_pid=""

@@ -341,7 +341,7 @@ fn reload(appliance: &crate::Appliance, path: &Path) -> bool {
     log::info!("SIGHUP: reloading {}", path.display());
     let result = Config::load(path, |k| std::env::var(k).ok())
         .map_err(|e| {
-            appliance.app().metrics.reload(false);
+            appliance.metrics.reload(false);
             e.to_string()
         })
         .and_then(|config| appliance.reload(config).map_err(|e| e.to_string()));

@@ -65,6 +65,9 @@ pub enum StartError {
     /// Worker threads could not be created.
     #[error("cannot start inference workers: {0}")]
     Workers(std::io::Error),
+    /// A reload asked for before the first load finished.
+    #[error("still loading: nothing to reload yet")]
+    Loading,
 }
 
 /// What outlives a reload: the inference workers and the metrics.
@@ -78,6 +81,10 @@ impl App {
     /// Loads keys and models and runs one warm-up inference per model, so that a bad model
     /// fails here and not on the first request.
     pub fn load(config: &Config) -> Result<App, StartError> {
+        App::load_with(config, Metrics::new())
+    }
+
+    fn load_with(config: &Config, metrics: Metrics) -> Result<App, StartError> {
         let pool = Pool::new(
             config.limits.inference_threads,
             config.limits.inference_queue,
@@ -87,7 +94,7 @@ impl App {
             config,
             Lasting {
                 pool: Arc::new(pool),
-                metrics: Metrics::new(),
+                metrics,
                 limiter: None,
             },
         )
@@ -133,21 +140,40 @@ impl App {
 }
 
 /// The running appliance's state: the current [`App`], swapped whole by [`Appliance::reload`].
+/// Empty while the first one loads: the port is open by then, liveness answers and readiness
+/// says "not yet".
 pub struct Appliance {
-    current: RwLock<Arc<App>>,
+    current: RwLock<Option<Arc<App>>>,
     /// The configuration the current app was built from.
     config: Mutex<Config>,
     tls: Option<TlsAcceptor>,
+    /// Outlives every app (series survive reloads).
+    pub metrics: Metrics,
 }
 
 impl Appliance {
-    /// The app new requests are admitted with.
-    pub fn app(&self) -> Arc<App> {
+    /// The app new requests are admitted with; `None` until the models have loaded and
+    /// run their warm-up.
+    pub fn app(&self) -> Option<Arc<App>> {
         // A poisoned slot still holds a complete app.
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// An appliance with no app yet (what the port serves while the first one loads).
+    pub(crate) fn loading(config: &Config, tls: Option<TlsAcceptor>) -> Appliance {
+        Appliance {
+            current: RwLock::new(None),
+            config: Mutex::new(config.clone()),
+            tls,
+            metrics: Metrics::new(),
+        }
+    }
+
+    fn install(&self, app: App) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(app));
     }
 
     /// Builds a complete new app from `config` (keys, revocations, OAuth clients, TLS
@@ -157,9 +183,11 @@ impl Appliance {
     /// needing a restart.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
         let started = std::time::Instant::now();
-        let current = self.app();
+        let Some(current) = self.app() else {
+            return Err(StartError::Loading);
+        };
         let result = self.rebuild(&config, &current);
-        current.metrics.reload(result.is_ok());
+        self.metrics.reload(result.is_ok());
         let fresh = result?;
         let mut in_force = self.config.lock().unwrap_or_else(|p| p.into_inner());
         for (what, changed) in [
@@ -179,7 +207,7 @@ impl Appliance {
                 log::warn!("reload: {what} changed; it takes effect at the next restart");
             }
         }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.install(fresh);
         *in_force = config;
         log::info!(
             "reload: keys, certificates, CORS, rate limits and models in force ({} ms)",
@@ -233,7 +261,11 @@ impl Running {
 
     /// The app new requests see now.
     pub fn app(&self) -> Arc<App> {
-        self.appliance.app()
+        // `start` returns a `Running` only once the first app is in place, and reloads
+        // only ever replace it.
+        self.appliance
+            .app()
+            .expect("an app is installed before start returns")
     }
 
     /// Blocks until shutdown has finished draining.
@@ -270,7 +302,11 @@ fn housekeeping(appliance: std::sync::Weak<Appliance>) {
             loop {
                 std::thread::sleep(PURGE_EVERY);
                 match appliance.upgrade() {
-                    Some(appliance) => appliance.app().limiter.purge(),
+                    Some(appliance) => {
+                        if let Some(app) = appliance.app() {
+                            app.limiter.purge();
+                        }
+                    }
                     None => return,
                 }
             }
@@ -280,19 +316,16 @@ fn housekeeping(appliance: std::sync::Weak<Appliance>) {
     }
 }
 
-/// Loads everything and starts serving; returns once the socket is listening.
+/// Opens the port, then loads keys and models and runs their warm-up; returns once the
+/// appliance is ready. Meanwhile the port answers liveness (200), readiness (503) and
+/// everything else 503 `starting`, so a slow board (a minute under emulation) is
+/// observable while it loads.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let tls = match &config.tls {
         Some(t) => Some(TlsAcceptor::load(&t.cert, &t.key, t.client.as_ref())?),
         None => None,
     };
-    let app = Arc::new(App::load(config)?);
-    let appliance = Arc::new(Appliance {
-        current: RwLock::new(app),
-        config: Mutex::new(config.clone()),
-        tls: tls.clone(),
-    });
-    housekeeping(Arc::downgrade(&appliance));
+    let appliance = Arc::new(Appliance::loading(config, tls.clone()));
     let handler = Arc::new(http::router::Router {
         appliance: appliance.clone(),
     });
@@ -304,7 +337,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             }
         })?;
     log::info!(
-        "inferd {} listening on {}://{}",
+        "inferd {} listening on {}://{} (loading models)",
         env!("CARGO_PKG_VERSION"),
         if config.tls.is_some() {
             "https"
@@ -313,5 +346,14 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         },
         server.local_addr()
     );
+    match App::load_with(config, appliance.metrics.clone()) {
+        Ok(app) => appliance.install(app),
+        Err(e) => {
+            server.stopper().stop();
+            server.wait();
+            return Err(e);
+        }
+    }
+    housekeeping(Arc::downgrade(&appliance));
     Ok(Running { server, appliance })
 }

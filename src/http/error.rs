@@ -68,6 +68,9 @@ pub enum ApiError {
     /// The inference queue is full.
     #[error("server busy, retry later")]
     Overloaded,
+    /// The appliance is still loading its models (the port opens before they are ready).
+    #[error("starting: models are loading, retry shortly")]
+    Starting,
     /// A rate limit was reached: per principal, per address, or failed authentications.
     #[error("rate limit reached, retry in {} s", .0.retry_after_secs())]
     RateLimited(Box<RateLimited>),
@@ -108,6 +111,7 @@ impl ApiError {
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),
             E::Overloaded => (503, "overloaded", self.to_string()),
+            E::Starting => (503, "starting", self.to_string()),
             E::RateLimited(_) => (429, "rate_limited", self.to_string()),
             E::OAuth {
                 status,
@@ -168,6 +172,7 @@ impl ApiError {
                 format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
             ApiError::Overloaded => response.with_header("retry-after", "1"),
+            ApiError::Starting => response.with_header("retry-after", "5"),
             // draft-ietf-httpapi-ratelimit-headers: the policy and where the client stands.
             ApiError::RateLimited(limited) => response
                 .with_header("retry-after", limited.retry_after_secs().to_string())

@@ -148,7 +148,9 @@ pub struct Router {
 impl crate::http::Handler for Router {
     fn admit(&self, head: &mut Request) -> Option<Response> {
         let started = Instant::now();
-        let app = self.appliance.app();
+        let Some(app) = self.appliance.app() else {
+            return Some(self.starting(head, started));
+        };
         let client = forwarded::client_addr(head, &app.trusted_proxies);
         let answer = match authorize(&app, head, client) {
             Ok(Decision::Proceed(mut admission)) => {
@@ -167,29 +169,58 @@ impl crate::http::Handler for Router {
 
     fn handle(&self, req: &Request) -> Response {
         // The app the head was admitted with: a reload in between does not change it.
-        match req.admission.as_ref().and_then(|a| a.app.clone()) {
+        match req
+            .admission
+            .as_ref()
+            .and_then(|a| a.app.clone())
+            .or_else(|| self.appliance.app())
+        {
             Some(app) => route(&app, req),
-            None => route(&self.appliance.app(), req),
+            None => self.starting(req, Instant::now()),
         }
     }
 
     fn connection_opened(&self) {
-        self.appliance.app().metrics.connection_opened();
+        self.appliance.metrics.connection_opened();
     }
 
     fn connection_closed(&self) {
-        self.appliance.app().metrics.connection_closed();
+        self.appliance.metrics.connection_closed();
     }
 
     fn handshake_failed(&self) {
-        self.appliance.app().metrics.tls_handshake_failed();
+        self.appliance.metrics.tls_handshake_failed();
     }
 
     fn refused(&self, status: u16) {
         self.appliance
-            .app()
             .metrics
             .request("-", status, std::time::Duration::ZERO);
+    }
+}
+
+impl Router {
+    /// Answers while the first app loads: alive, not ready, nothing else yet.
+    fn starting(&self, req: &Request, started: Instant) -> Response {
+        let route = Route::resolve(&req.path);
+        let response = match route {
+            Some((Route::Live, _)) => Response::empty(200),
+            Some((Route::Healthz, _)) => {
+                Response::json(200, &serde_json::json!({ "status": "ok" }))
+            }
+            Some((Route::Ready, _)) => Response::empty(503).with_header("retry-after", "5"),
+            Some((Route::Readyz, _)) => Response::json(
+                503,
+                &serde_json::json!({ "ready": false, "reason": "loading and warming up models" }),
+            )
+            .with_header("retry-after", "5"),
+            _ => ApiError::Starting.into_response(),
+        };
+        let label = route.map_or("unmatched", |(r, _)| r.label());
+        self.appliance
+            .metrics
+            .request(label, response.status(), started.elapsed());
+        response
     }
 }
 
@@ -557,6 +588,41 @@ mod tests {
                 "{}",
                 route.label()
             );
+        }
+    }
+
+    #[test]
+    fn while_loading_alive_but_not_ready() {
+        use crate::http::{ConnInfo, Handler};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::from_sources(
+            "[tls]\nenabled = false\n[models]\ndir = \"m\"\n[auth]\napi_keys_file = \"k\"\n",
+            "test",
+            dir.path(),
+            |_| None,
+        )
+        .unwrap();
+        let router = Router {
+            appliance: Arc::new(Appliance::loading(&config, None)),
+        };
+        let conn = ConnInfo {
+            peer: "127.0.0.1:9".parse().unwrap(),
+            tls: false,
+            client_cert: None,
+        };
+        for (method, path, status) in [
+            ("GET", "/v2/health/live", 200),
+            ("GET", "/healthz", 200),
+            ("GET", "/v2/health/ready", 503),
+            ("GET", "/readyz", 503),
+            ("POST", "/predict", 503),
+            ("GET", "/metrics", 503),
+        ] {
+            let mut req = Request::new(method, path, Vec::new(), Vec::new(), conn.clone());
+            let r = router
+                .admit(&mut req)
+                .unwrap_or_else(|| router.handle(&req));
+            assert_eq!(r.status(), status, "{method} {path}");
         }
     }
 

@@ -46,9 +46,18 @@ pub fn spawn_serve(
             .expect("server exited early")
             .expect("log line");
         if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.trim().parse().expect("logged address");
+            let addr = rest.split_whitespace().next().expect("logged address");
+            break addr.parse().expect("logged address");
         }
     };
+    // The port opens before the models load; serve logs "ready in" once they have.
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("ready in")),
+        "server exited before it was ready"
+    );
     (child, lines, addr)
 }
 
