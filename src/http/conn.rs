@@ -157,7 +157,9 @@ pub(crate) fn serve(
         match await_request(&mut stream, &mut buf, wait_until, shared, !first) {
             Ok(true) => {}
             Ok(false) => return stream.close(),
-            Err(_) if first => return reject(stream, HttpError::Timeout, &conn, settings, handler),
+            Err(_) if first => {
+                return reject(stream, HttpError::Timeout, &conn, settings, handler, false);
+            }
             Err(_) => return stream.close(),
         }
         let head_deadline = if first {
@@ -169,8 +171,9 @@ pub(crate) fn serve(
         let head = match read_head(&mut stream, &mut buf, head_deadline, &limits) {
             Ok(Some(head)) => head,
             Ok(None) => return stream.close(),
-            Err(err) => return reject(stream, err, &conn, settings, handler),
+            Err(err) => return reject(stream, err, &conn, settings, handler, false),
         };
+        let head_only = head.method == "HEAD";
         let Prepared {
             mut request,
             framing,
@@ -178,9 +181,8 @@ pub(crate) fn serve(
             expects_continue,
         } = match prepare(head, settings, &conn) {
             Ok(prepared) => prepared,
-            Err(err) => return reject(stream, err, &conn, settings, handler),
+            Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
         };
-        let head_only = request.method == "HEAD";
         // Refusals decided from the head (unknown route, bad method, no credentials) are
         // answered before the body is read or 100-continue is sent. A refused request with a
         // body ends the connection: its unread body would be taken for the next request.
@@ -196,7 +198,7 @@ pub(crate) fn serve(
         if let Framing::Length(len) = framing {
             match read_body(&mut stream, &mut buf, len, expects_continue, settings) {
                 Ok(body) => request.body = body,
-                Err(err) => return reject(stream, err, &conn, settings, handler),
+                Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
             }
         }
         let response =
@@ -280,12 +282,13 @@ fn reject(
     conn: &ConnInfo,
     settings: &Settings,
     handler: &dyn Handler,
+    head_only: bool,
 ) {
     let reason = err.to_string();
     let response = ApiError::from(err).into_response();
     handler.refused(response.status());
     log::info!(target: "inferd::access", "- - {} peer={} principal=- ({reason})", response.status(), conn.peer);
-    let _ = write(&mut stream, &response, false, false, settings);
+    let _ = write(&mut stream, &response, head_only, false, settings);
     stream.close();
 }
 

@@ -80,7 +80,8 @@ pub enum ApiError {
         status: u16,
         error: &'static str,
         description: String,
-        /// Answer `WWW-Authenticate: Basic` (the client authenticated with HTTP Basic).
+        /// Answer `WWW-Authenticate: Basic` (every `invalid_client`, whichever way the
+        /// client sent its credentials: RFC 6749 §5.2 allows it and it tells clients how).
         basic_challenge: bool,
     },
     /// Something failed on our side; the detail is logged, not sent.

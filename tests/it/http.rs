@@ -120,6 +120,20 @@ fn huge_content_length_unauthenticated_is_413_and_server_lives() {
 }
 
 #[test]
+fn a_refused_head_request_gets_no_body() {
+    let server = TestServer::start();
+    let mut conn = server.connect();
+    conn.send(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000\r\n\r\n");
+    let r = conn.try_response(true).unwrap();
+    assert_eq!(r.status, 413);
+    assert!(conn.closed_by_server());
+    assert!(
+        conn.received().is_empty(),
+        "a body followed the HEAD answer"
+    );
+}
+
+#[test]
 fn a_panicking_handler_answers_500_and_the_server_lives() {
     let handler = Arc::new(|req: &Request| {
         if req.path == "/panic" {

@@ -157,7 +157,7 @@ impl TestServer {
         Conn::open(self.addr, self.tls.clone())
     }
 
-    /// One request on a fresh connection, with the admin key unless `key` is None.
+    /// One request on a fresh connection, with exactly the given headers (no key added).
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         let mut conn = self.connect();
         conn.send(&raw_request(method, path, headers, body));
