@@ -6,6 +6,7 @@ mod abuse;
 mod api;
 mod auth;
 mod cors;
+mod faults;
 mod http;
 mod limits;
 mod metrics;
