@@ -4,6 +4,7 @@
 //! with the right status or a clean close, no 5xx, and the server still serving.
 
 use crate::support::{Conn, TestServer, client_tls, provisioned, raw_request, spawn_serve};
+use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -451,28 +452,46 @@ fn json_nested_100k_deep_is_refused_and_the_server_lives() {
 }
 
 #[test]
-fn megabytes_of_text_are_refused_by_length_before_tokenising() {
+fn hostile_text_is_refused_before_it_is_tokenised() {
     // Both bundled models (an empty list enables every model in the folder).
     let server = TestServer::start_with(|c| c.models.enabled = vec![]);
+    let started = Instant::now();
     // 3 MB of words, under the 4 MB body cap: refused on its byte length (the manifest's
     // max_text_bytes), never truncated (README: "longer texts are refused ... not truncated").
     let words = "lorem ipsum dolor sit amet ".repeat(3_000_000 / 27);
-    let started = Instant::now();
-    let r = server.post_json(
-        "/predict",
-        &serde_json::json!({ "text": words }).to_string(),
-    );
-    assert_eq!((r.status, r.code().as_str()), (422, "text_too_long"));
-    let bytes = serde_json::json!({ "inputs": [{ "name": "text", "shape": [1], "datatype": "BYTES", "data": [words] }] });
-    let r = server.post_json("/v2/models/sentiment/infer", &bytes.to_string());
-    assert_eq!((r.status, r.code().as_str()), (422, "text_too_long"));
-    // Many texts each just under the byte limit but far over the token limit.
+    let by_bytes = |r: crate::support::Resp| {
+        assert_eq!((r.status, r.code().as_str()), (422, "text_too_long"));
+        let message = r.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains("bytes"), "{message}");
+    };
+    by_bytes(server.post_json("/predict", &json!({ "text": words }).to_string()));
+    let one = json!({ "inputs": [{ "name": "text", "shape": [1], "datatype": "BYTES", "data": [words] }] });
+    by_bytes(server.post_json("/v2/models/sentiment/infer", &one.to_string()));
+    // A full batch of texts just under the byte limit and far over the token limit.
     let long = "ab ".repeat(1300);
-    let many = serde_json::json!({ "inputs": [{ "name": "text", "shape": [64], "datatype": "BYTES", "data": vec![long; 64] }] });
-    let r = server.post_json("/v2/models/sentiment/infer", &many.to_string());
+    let batch = json!({ "inputs": [{ "name": "text", "shape": [64], "datatype": "BYTES", "data": vec![long; 64] }] });
+    let r = server.post_json("/v2/models/sentiment/infer", &batch.to_string());
     assert_eq!((r.status, r.code().as_str()), (422, "text_too_long"));
+    // 100,000 short texts: over the batch cap, refused before any is tokenised.
+    let crowd = json!({ "inputs": [{ "name": "text", "shape": [100_000], "datatype": "BYTES", "data": vec!["so good"; 100_000] }] });
+    let r = server.post_json("/v2/models/sentiment/infer", &crowd.to_string());
+    assert_eq!((r.status, r.code().as_str()), (422, "wrong_shape"));
+    // Binary BYTES can carry what JSON cannot: bytes that are not UTF-8.
+    let header = r#"{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":8}}]}"#;
+    let body = [header.as_bytes(), b"\x04\0\0\0\xff\xfe\xc3\x28"].concat();
+    let len = header.len().to_string();
+    let r = server.request(
+        "POST",
+        "/v2/models/sentiment/infer",
+        &[
+            ("X-API-Key", &server.key),
+            ("Inference-Header-Content-Length", &len),
+        ],
+        &body,
+    );
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_utf8"));
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_serving_without_5xx(&server);
 }
 
