@@ -490,7 +490,7 @@ impl Config {
         };
         let mut table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+            .map_err(|e: toml::de::Error| parse_err(toml_reason(text, &e)))?;
         for (section, key, kind) in KEYS {
             let name = env_name(section, key);
             let Some(raw) = env(&name) else { continue };
@@ -529,7 +529,7 @@ impl Config {
         }
         let raw: RawConfig = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+            .map_err(|e: toml::de::Error| parse_err(toml_reason("", &e)))?;
         Config::from_raw(raw, base)
     }
 
@@ -711,6 +711,21 @@ impl Config {
             cors: cors(raw.cors)?,
             log,
         })
+    }
+}
+
+/// A TOML error as one line (the `toml` crate's own text spans several lines with a
+/// snippet of the file, which journald would split into separate entries). `text` is the
+/// document the error's span points into, or empty when there is none.
+pub(crate) fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span().and_then(|span| text.get(..span.start)) {
+        Some(before) => {
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", flat(e.message()))
+        }
+        None => flat(&e.to_string()),
     }
 }
 

@@ -291,6 +291,22 @@ pub fn http_settings(config: &Config) -> Settings {
     }
 }
 
+/// Warns at start (not at the first token) when the state folder cannot be written: the
+/// clock floor would then not survive a restart.
+fn check_state_dir(dir: &std::path::Path) {
+    let probe = dir.join(".inferd-write-check");
+    match provision::write_atomic(&probe, b"ok\n", 0o600) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => log::warn!(
+            "state_dir {} is not writable ({e}): the last-seen time will not be kept, so after \
+             a reboot with the clock set back tokens are judged against the build time only",
+            dir.display()
+        ),
+    }
+}
+
 /// How often rate-limit state of clients that went quiet is dropped.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -346,6 +362,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         },
         server.local_addr()
     );
+    check_state_dir(&config.state_dir);
     match App::load_with(config, appliance.metrics.clone()) {
         Ok(app) => appliance.install(app),
         Err(e) => {

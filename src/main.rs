@@ -14,7 +14,8 @@ fn main() -> ExitCode {
                 line.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
-            eprintln!("{line}");
+            // One line, whatever the causes' own text looks like: journald keeps it whole.
+            eprintln!("{}", line.replace(['\r', '\n'], " "));
             ExitCode::FAILURE
         }
     }

@@ -124,8 +124,10 @@ fn write_keys(path: &Path, file: &KeysFile) -> Result<(), ProvisionError> {
 pub fn rotate_key(path: &Path, id: &str, scopes: Vec<String>) -> Result<String, ProvisionError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ProvisionError::Keys(format!("{}: {e}", path.display())))?;
-    let mut file: KeysFile = toml::from_str(&text)
-        .map_err(|e| ProvisionError::Keys(format!("{}: {e}", path.display())))?;
+    let mut file: KeysFile = toml::from_str(&text).map_err(|e| {
+        let reason = crate::config::toml_reason(&text, &e);
+        ProvisionError::Keys(format!("{}: {reason}", path.display()))
+    })?;
     let (key, entry) = api_key::generate(id, scopes).map_err(crypto)?;
     file.key.retain(|k| k.id != id);
     file.key.push(entry);

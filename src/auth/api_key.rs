@@ -76,7 +76,8 @@ impl KeyRing {
             path: path.display().to_string(),
             reason,
         };
-        let file: KeysFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let file: KeysFile =
+            toml::from_str(text).map_err(|e| err(crate::config::toml_reason(text, &e)))?;
         let mut keys = Vec::with_capacity(file.key.len());
         for entry in file.key {
             let hash = unhex(&entry.sha256)

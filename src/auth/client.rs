@@ -40,7 +40,8 @@ impl Clients {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let file: ClientsFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let file: ClientsFile =
+            toml::from_str(&text).map_err(|e| err(crate::config::toml_reason(&text, &e)))?;
         let mut clients = Vec::with_capacity(file.client.len());
         for entry in file.client {
             let hash = super::api_key::unhex(&entry.secret_sha256).ok_or_else(|| {

@@ -23,6 +23,10 @@ const _: () = assert!(
     "build.rs must set BUILT_AT_UNIX"
 );
 
+/// How far a running clock may step back below the last trusted reading (NTP corrections)
+/// before tokens are refused.
+const STEP_BACK_SLACK: Duration = Duration::from_secs(300);
+
 /// How often the last-seen time is written back (at most).
 const PERSIST_EVERY: Duration = Duration::from_secs(600);
 const STATE_FILE: &str = "clock-last-seen";
@@ -33,8 +37,8 @@ type NowFn = Box<dyn Fn() -> SystemTime + Send + Sync>;
 pub struct Clock {
     policy: ClockPolicy,
     now: NowFn,
-    /// Unix seconds the clock must not read below.
-    floor: u64,
+    /// Unix seconds the clock must not read below; raised as trusted time passes.
+    floor: AtomicU64,
     state_file: Option<PathBuf>,
     persisted: AtomicU64,
     write_lock: Mutex<()>,
@@ -71,7 +75,7 @@ impl Clock {
         Clock {
             policy,
             now,
-            floor: build_unix.max(last_seen),
+            floor: AtomicU64::new(build_unix.max(last_seen)),
             state_file,
             persisted: AtomicU64::new(last_seen),
             write_lock: Mutex::new(()),
@@ -89,11 +93,12 @@ impl Clock {
     pub fn trusted_now(&self) -> Result<SystemTime, String> {
         let now = self.now();
         let secs = unix(now);
-        if self.policy == ClockPolicy::RefuseTokens && secs < self.floor {
+        let floor = self.floor.load(Ordering::Relaxed);
+        if self.policy == ClockPolicy::RefuseTokens && secs < floor {
             let reason = format!(
                 "clock reads {} but inferd was built or last ran at {}: refusing bearer tokens until the clock is set (API keys and client certificates still work)",
                 date(secs),
-                date(self.floor)
+                date(floor)
             );
             if !self.warned.swap(true, Ordering::Relaxed) {
                 log::error!("{reason}");
@@ -110,17 +115,17 @@ impl Clock {
     /// For readiness detail: `None` when trusted.
     pub fn problem(&self) -> Option<String> {
         let secs = unix(self.now());
-        (self.policy == ClockPolicy::RefuseTokens && secs < self.floor).then(|| {
+        let floor = self.floor.load(Ordering::Relaxed);
+        (self.policy == ClockPolicy::RefuseTokens && secs < floor).then(|| {
             format!(
                 "clock reads {}, before {} (build or last run)",
                 date(secs),
-                date(self.floor)
+                date(floor)
             )
         })
     }
 
     fn remember(&self, secs: u64) {
-        let Some(file) = &self.state_file else { return };
         if secs < self.persisted.load(Ordering::Relaxed) + PERSIST_EVERY.as_secs() {
             return;
         }
@@ -128,6 +133,13 @@ impl Clock {
             return;
         };
         self.persisted.store(secs, Ordering::Relaxed);
+        // A clock set back while running is caught as it would be after a restart; the
+        // slack lets NTP step a clock back by a little without refusing tokens.
+        self.floor.fetch_max(
+            secs.saturating_sub(STEP_BACK_SLACK.as_secs()),
+            Ordering::Relaxed,
+        );
+        let Some(file) = &self.state_file else { return };
         if let Err(e) = crate::provision::write_atomic(file, format!("{secs}\n").as_bytes(), 0o644)
         {
             log::warn!("cannot record the last-seen time: {e}");
@@ -143,6 +155,34 @@ mod tests {
     fn at(secs: u64) -> NowFn {
         let t = Arc::new(AtomicU64::new(secs));
         Box::new(move || UNIX_EPOCH + Duration::from_secs(t.load(Ordering::Relaxed)))
+    }
+
+    /// A clock whose time the test can move.
+    fn movable(secs: u64) -> (NowFn, Arc<AtomicU64>) {
+        let t = Arc::new(AtomicU64::new(secs));
+        let read = t.clone();
+        let now: NowFn =
+            Box::new(move || UNIX_EPOCH + Duration::from_secs(read.load(Ordering::Relaxed)));
+        (now, t)
+    }
+
+    #[test]
+    fn a_clock_set_back_while_running_is_caught_without_a_restart() {
+        let (now, t) = movable(2_000_000_000);
+        let clock = Clock::with(ClockPolicy::RefuseTokens, None, 100, now);
+        assert!(clock.trusted_now().is_ok());
+        // NTP stepping back a little is fine.
+        t.store(2_000_000_000 - 60, Ordering::Relaxed);
+        assert!(clock.trusted_now().is_ok());
+        // A clock set back by days (spoofed NTP, a GNSS glitch) is not.
+        t.store(1_900_000_000, Ordering::Relaxed);
+        assert!(clock.trusted_now().is_err());
+        assert!(clock.problem().is_some());
+        // Forward again: trusted, and the floor keeps rising with it.
+        t.store(2_000_100_000, Ordering::Relaxed);
+        assert!(clock.trusted_now().is_ok());
+        t.store(2_000_000_000, Ordering::Relaxed);
+        assert!(clock.trusted_now().is_err());
     }
 
     #[test]

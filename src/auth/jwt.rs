@@ -172,7 +172,7 @@ impl Revocations {
     pub fn parse(text: &str, path: &Path) -> Result<Revocations, AuthError> {
         toml::from_str(text).map_err(|e| AuthError::RevocationsFile {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: crate::config::toml_reason(text, &e),
         })
     }
 

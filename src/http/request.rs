@@ -41,6 +41,20 @@ impl Request {
         body: Vec<u8>,
         conn: ConnInfo,
     ) -> Self {
+        // Absolute form (`GET http://host/path`), which RFC 9112 §3.2.2 says a server must
+        // accept: the path is what follows the authority ("/" when nothing does).
+        let absolute = ["http://", "https://"].iter().find_map(|scheme| {
+            let head = target.get(..scheme.len())?;
+            head.eq_ignore_ascii_case(scheme).then(|| {
+                let rest = &target[scheme.len()..];
+                match rest.find(['/', '?']) {
+                    Some(i) if rest[i..].starts_with('/') => rest[i..].to_owned(),
+                    Some(i) => format!("/{}", &rest[i..]),
+                    None => "/".to_owned(),
+                }
+            })
+        });
+        let target = absolute.as_deref().unwrap_or(target);
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
             None => (target.to_owned(), None),

@@ -58,6 +58,7 @@ impl TlsAcceptor {
                 reason: "no certificate in file".into(),
             });
         }
+        let key_path = key;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
             path: key.display().to_string(),
             reason: e.to_string(),
@@ -70,9 +71,13 @@ impl TlsAcceptor {
             None => builder.with_no_client_auth(),
             Some(client) => builder.with_client_cert_verifier(client_verifier(client, provider)?),
         };
-        let mut config = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+            TlsError::Config(format!(
+                "certificate {} and key {}: {e}",
+                cert.display(),
+                key_path.display()
+            ))
+        })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor {
             config: Arc::new(RwLock::new(Arc::new(config))),

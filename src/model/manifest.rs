@@ -64,7 +64,7 @@ fn default_max_batch() -> usize {
 impl Manifest {
     /// Parses and checks a manifest; the error says what is wrong.
     pub fn parse(text: &str, folder_name: &str) -> Result<Manifest, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let m: Manifest = toml::from_str(text).map_err(|e| crate::config::toml_reason(text, &e))?;
         if m.name != folder_name {
             return Err(format!(
                 "name {:?} differs from its folder {folder_name:?}",

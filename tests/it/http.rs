@@ -161,6 +161,31 @@ fn request_type_splits_query() {
         tls: false,
         client_cert: None,
     };
-    let r = Request::new("GET", "/v2?x=1", vec![], vec![], conn);
+    let r = Request::new("GET", "/v2?x=1", vec![], vec![], conn.clone());
     assert_eq!((r.path.as_str(), r.query.as_deref()), ("/v2", Some("x=1")));
+    // Absolute form (RFC 9112 §3.2.2).
+    for (target, path, query) in [
+        (
+            "http://localhost:8443/v2/health/live",
+            "/v2/health/live",
+            None,
+        ),
+        ("HTTPS://device/v2?x=1", "/v2", Some("x=1")),
+        ("http://device", "/", None),
+        ("http://device?q", "/", Some("q")),
+    ] {
+        let r = Request::new("GET", target, vec![], vec![], conn.clone());
+        assert_eq!(
+            (r.path.as_str(), r.query.as_deref()),
+            (path, query),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_routed() {
+    let server = TestServer::start();
+    let r = server.request("GET", "https://localhost/v2/health/live", &[], b"");
+    assert_eq!(r.status, 200);
 }
