@@ -6,7 +6,9 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]     (default: every target)
 #
 # Environment (all optional):
-#   CARGO_TARGET_DIR     build dir shared by every run   (/var/tmp/inferd-fuzz-target)
+#   FUZZ_TARGET_DIR      build dir shared by every run   (/var/tmp/inferd-fuzz-target; a
+#                        CARGO_TARGET_DIR in the environment is not used: the fuzz build's
+#                        flags differ from every other build's)
 #   FUZZ_TOOLCHAIN       rustup toolchain with -Z flags   (nightly)
 #   FUZZ_SANITIZER       none | address                   (none: inferd forbids unsafe code,
 #                        so ASan only watches dependencies; it halves the rate and rebuilds)
@@ -29,7 +31,7 @@ secs=${1:-60}
 shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz_dir=$root/fuzz
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/inferd-fuzz-target}
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/tmp/inferd-fuzz-target}
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 sanitizer=${FUZZ_SANITIZER:-none}
 jobs=${FUZZ_JOBS:-1}
@@ -40,6 +42,10 @@ case $secs in
     '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
 esac
 
+if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
+    echo "fuzz: installing the $toolchain toolchain"
+    rustup toolchain install "$toolchain" --profile minimal
+fi
 if ! cargo "+$toolchain" fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz (crates.io)"
     cargo install cargo-fuzz --locked
