@@ -173,7 +173,7 @@ fn dump(m: &TypedModel) {
             ));
         }
     }
-    consts.sort_by(|a, b| b.0.cmp(&a.0));
+    consts.sort_by_key(|c| std::cmp::Reverse(c.0));
     let total: i64 = consts.iter().map(|c| c.0).sum();
     eprintln!("ops: {ops:?}");
     eprintln!(

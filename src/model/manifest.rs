@@ -32,7 +32,11 @@ pub struct TextSpec {
     pub tokenizer: String,
     /// Most tokens (with special tokens) a text may have; longer is refused, not truncated.
     pub max_tokens: usize,
-    /// Sequence lengths the runtime pads to, ascending, the last equal to `max_tokens`.
+    /// Sequence lengths the runtime pads to, ascending, the last equal to `max_tokens`; one
+    /// optimised plan each. Empty (the default): one plan for any length, no padding, for
+    /// graphs whose output does not depend on padding and that tract can type with a
+    /// symbolic sequence length.
+    #[serde(default)]
     pub buckets: Vec<usize>,
     /// Most UTF-8 bytes of text, checked before tokenising.
     pub max_text_bytes: usize,
@@ -88,7 +92,8 @@ impl Manifest {
             }
             (Task::TextClassification, Some(t)) => {
                 let ascending = t.buckets.windows(2).all(|w| w[0] < w[1]);
-                if t.buckets.is_empty() || !ascending || t.buckets.last() != Some(&t.max_tokens) {
+                if !t.buckets.is_empty() && (!ascending || t.buckets.last() != Some(&t.max_tokens))
+                {
                     return Err("text.buckets must ascend and end at max_tokens".into());
                 }
                 if m.labels.len() < 2 {

@@ -129,16 +129,22 @@ impl Model {
                     &dir.join(&spec.tokenizer),
                     spec.clone(),
                 )?);
-                let plans = spec
-                    .buckets
-                    .iter()
-                    .map(|&len| {
+                // One plan per bucket, or one for every length (`ANY_LENGTH`).
+                let lengths = match spec.buckets.as_slice() {
+                    [] => vec![None],
+                    buckets => buckets.iter().map(|&b| Some(b)).collect(),
+                };
+                let plans = lengths
+                    .into_iter()
+                    .map(|len| {
+                        let seq = len.map_or(Dim::Symbolic("S"), Dim::Fixed);
                         let shapes: Vec<_> = manifest
                             .inputs
                             .iter()
-                            .map(|i| (i.datatype, vec![Dim::Fixed(1), Dim::Fixed(len)]))
+                            .map(|i| (i.datatype, vec![Dim::Fixed(1), seq]))
                             .collect();
-                        graph.plan(&shapes).map(|p| (len, p)).map_err(load_err)
+                        let key = len.unwrap_or(ANY_LENGTH);
+                        graph.plan(&shapes).map(|p| (key, p)).map_err(load_err)
                     })
                     .collect::<Result<_, _>>()?;
                 Runner::Text { pre, plans }
@@ -208,8 +214,9 @@ impl Model {
         };
         let encoded = pre.encode(text)?;
         let len = encoded.ids.len();
-        // encode() padded to one of the buckets, so a plan exists for it.
-        let Some((_, plan)) = plans.iter().find(|(b, _)| *b == len) else {
+        // encode() padded to one of the buckets (a plan exists for it), or did not pad and
+        // the one plan takes any length.
+        let Some((_, plan)) = plans.iter().find(|(b, _)| *b == len || *b == ANY_LENGTH) else {
             return Err(ModelError::Inference(format!("no plan for length {len}")));
         };
         let inputs = self
@@ -257,7 +264,13 @@ impl Model {
             scores,
             probabilities,
         };
-        Ok((classification, len))
+        // For the metrics' bucket label: the padded length, or the length rounded up to a
+        // power of two (at least 16) when nothing is padded, to keep the label set small.
+        let bucket = match plans.len() {
+            1 if plans[0].0 == ANY_LENGTH => len.next_power_of_two().max(16),
+            _ => len,
+        };
+        Ok((classification, bucket))
     }
 
     /// Checks tensors against the manifest (names, datatypes, ranks, fixed dims, batch cap,
@@ -340,6 +353,9 @@ impl Model {
         }
     }
 }
+
+/// The plan key of a text model's single plan for every sequence length.
+const ANY_LENGTH: usize = usize::MAX;
 
 /// Every configured model, and the pool their inference runs on.
 pub struct ModelRepository {

@@ -1,5 +1,6 @@
 //! Text preprocessing: tokenise with the model's `tokenizer.json` (HF `tokenizers`, pure
-//! Rust), refuse empty and over-long text, and pad to the smallest length bucket.
+//! Rust), refuse empty and over-long text, and pad to the smallest length bucket (for models
+//! that declare buckets; others take the tokens as they are).
 
 use super::ModelError;
 use super::manifest::TextSpec;
@@ -43,7 +44,8 @@ impl Preprocessor {
         &self.spec
     }
 
-    /// Tokenises `text` and pads it to the smallest bucket that holds it.
+    /// Tokenises `text` and pads it to the smallest bucket that holds it (no padding when
+    /// the model declares no buckets).
     pub fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         if text.trim().is_empty() {
             return Err(ModelError::input("empty_text", "text is empty".into()));
@@ -62,21 +64,20 @@ impl Preprocessor {
             ModelError::input("untokenizable_text", format!("cannot tokenise text: {e}"))
         })?;
         let tokens = encoding.get_ids().len();
-        let bucket = self
-            .spec
-            .buckets
-            .iter()
-            .copied()
-            .find(|&b| b >= tokens)
-            .ok_or_else(|| {
-                ModelError::input(
-                    "text_too_long",
-                    format!(
-                        "text is {tokens} tokens; the limit is {}",
-                        self.spec.max_tokens
-                    ),
-                )
-            })?;
+        let fits = |b: usize| b >= tokens;
+        let bucket = match self.spec.buckets.as_slice() {
+            [] => Some(tokens).filter(|_| tokens <= self.spec.max_tokens),
+            buckets => buckets.iter().copied().find(|&b| fits(b)),
+        }
+        .ok_or_else(|| {
+            ModelError::input(
+                "text_too_long",
+                format!(
+                    "text is {tokens} tokens; the limit is {}",
+                    self.spec.max_tokens
+                ),
+            )
+        })?;
         let mut ids: Vec<i64> = encoding.get_ids().iter().map(|&i| i64::from(i)).collect();
         let mut mask = vec![1i64; tokens];
         ids.resize(bucket, 0);

@@ -35,6 +35,9 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// tract against onnxruntime for the int8-activation text encoder (see the case loop).
+const TEXT_TOLERANCE: f32 = 1e-2;
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -59,8 +62,17 @@ fn sentiment_matches_onnxruntime_on_committed_cases() {
         let want = floats(&case["probabilities"]);
         let diff = max_diff(&got.probabilities, &want);
         worst = worst.max(diff);
+        // The encoder quantises activations to int8 per token at run time; a value on a
+        // rounding boundary can land one step apart in tract and onnxruntime, which moves a
+        // probability by a few thousandths. The label must agree all the same.
+        assert_eq!(
+            argmax(got.probabilities.iter().map(|&p| f64::from(p))),
+            argmax(want.iter().map(|&p| f64::from(p))),
+            "{}",
+            case["text"]
+        );
         assert!(
-            diff <= TOLERANCE,
+            diff <= TEXT_TOLERANCE,
             "{}: tract {:?} vs onnxruntime {want:?}",
             case["text"],
             got.probabilities
