@@ -190,12 +190,17 @@ pub fn decode_raw(
     if shape.iter().filter(|&&d| d == -1).count() != 1 {
         return Err(unsupported());
     }
-    let fixed: usize = shape
+    // A manifest's fixed dimensions could multiply past usize (or to zero): refuse rather
+    // than overflow or divide by zero.
+    let fixed = shape
         .iter()
         .filter(|&&d| d > 0)
-        .map(|&d| d as usize)
-        .product();
-    let row_bytes = fixed.checked_mul(width).ok_or_else(unsupported)?;
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+        .ok_or_else(unsupported)?;
+    let row_bytes = fixed
+        .checked_mul(width)
+        .filter(|&b| b > 0)
+        .ok_or_else(unsupported)?;
     if body.is_empty() || body.len() % row_bytes != 0 {
         return Err(ModelError::invalid(
             "shape_mismatch",
