@@ -1,11 +1,9 @@
 //! Authentication, routing and content-type statuses from real requests.
 
-use crate::support::TestServer;
+use crate::support::{DIGIT, TestServer};
 use inferd::provision;
 use serde_json::json;
 use std::sync::Mutex;
-
-const DIGIT: &str = r#"{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
 
 #[test]
 fn missing_or_wrong_key_is_401_and_health_is_open() {

@@ -2,7 +2,7 @@
 //! and by a foreign library), revocation picked up without a restart, the OAuth2 client
 //! credentials flow end to end, mTLS, 401 versus 403, and JWKS discovery.
 
-use crate::support::{Conn, TestServer, client_tls, raw_request};
+use crate::support::{Conn, DIGIT, TestServer, client_tls, raw_request};
 use inferd::auth::client::{self, ClientsFile};
 use inferd::auth::jwt::{Claims, TokenSigner};
 use inferd::config::ClientAuthConfig;
@@ -13,8 +13,6 @@ use rcgen::{
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-const DIGIT: &str = r#"{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
 
 fn state(server: &TestServer) -> std::path::PathBuf {
     server.dir.path().join("state")

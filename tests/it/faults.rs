@@ -4,7 +4,7 @@
 //! And the state folder: unwritable, the server still serves; a clock behind the last time
 //! inferd saw refuses bearer tokens but not keys. (Faults at reload: `reload.rs`, `shutdown.rs`.)
 
-use crate::support::{Conn, TestServer, client_tls, models_dir, provisioned, raw_request};
+use crate::support::{Conn, TestServer, client_tls, provisioned, raw_request};
 use inferd::auth::jwt::{Claims, TokenSigner};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -101,13 +101,7 @@ fn state_of(dir: &tempfile::TempDir) -> PathBuf {
 /// A models folder holding a copy of the bundled digits model, whose files a test may break.
 fn copied_models(dir: &tempfile::TempDir) -> PathBuf {
     let models = dir.path().join("models");
-    std::fs::create_dir_all(models.join("digits")).unwrap();
-    for entry in std::fs::read_dir(models_dir().join("digits")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), models.join("digits").join(entry.file_name())).unwrap();
-        }
-    }
+    crate::support::copy_digits(&models);
     models
 }
 

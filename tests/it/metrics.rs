@@ -1,7 +1,7 @@
 //! `GET /metrics` over TLS: scope-protected, OpenMetrics text, and the series move with the
 //! traffic the router, the server and the model workers see.
 
-use crate::support::{Conn, TestServer};
+use crate::support::{Conn, DIGIT, TestServer};
 
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
@@ -9,8 +9,6 @@ fn value(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
 }
-
-const DIGIT: &str = r#"{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
 
 #[test]
 fn metrics_need_the_metrics_scope() {

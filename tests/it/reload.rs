@@ -3,13 +3,10 @@
 //! keeps the old state serving; requests in flight finish; a load running across good and
 //! broken reloads loses nothing.
 
-use crate::support::{Conn, TestServer, client_tls, raw_request};
+use crate::support::{Conn, DIGIT, TestServer, client_tls, copy_digits, raw_request};
 use inferd::config::{Config, Rate};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-const DIGIT: &str = r#"{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
 
 fn reloads(server: &TestServer, outcome: &str) -> usize {
     let text = server.metrics();
@@ -17,18 +14,6 @@ fn reloads(server: &TestServer, outcome: &str) -> usize {
     text.lines()
         .find_map(|l| l.strip_prefix(series.as_str()))
         .map_or(0, |v| v.trim().parse().unwrap())
-}
-
-/// A copy of the bundled digits model whose files a test may break.
-fn copy_digits(to: &Path) {
-    let from = crate::support::models_dir().join("digits");
-    std::fs::create_dir_all(to.join("digits")).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join("digits").join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -61,6 +61,22 @@ pub fn spawn_serve(
     (child, lines, addr)
 }
 
+/// An OIP request for the digits model: sklearn's first digit, a handwritten zero.
+pub const DIGIT: &str = r#"{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]}]}"#;
+
+/// Copies the bundled digits model into `models/digits` (for tests that break its files).
+pub fn copy_digits(models: &Path) {
+    let from = models_dir().join("digits");
+    std::fs::create_dir_all(models.join("digits")).expect("models folder");
+    for entry in std::fs::read_dir(from).expect("bundled digits") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), models.join("digits").join(entry.file_name()))
+                .expect("copy");
+        }
+    }
+}
+
 pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }
