@@ -4,12 +4,12 @@
 //! And the state folder: unwritable, the server still serves; a clock behind the last time
 //! inferd saw refuses bearer tokens but not keys. (Faults at reload: `reload.rs`, `shutdown.rs`.)
 
-use crate::support::{Conn, TestServer, client_tls, provisioned, raw_request};
+use crate::support::{self, Conn, TestServer, client_tls, provisioned, raw_request};
 use inferd::auth::jwt::{Claims, TokenSigner};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// `inferd serve` on `state`'s config with extra environment, its stderr lines on a channel.
 fn spawn(state: &Path, env: &[(&str, &str)]) -> (Reaped, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inferd"))
+    let mut child = support::inferd_command()
         .args(["serve", "--config"])
         .arg(state.join("inferd.toml"))
         .env("INFERD_MODELS_ENABLED", "digits")
@@ -244,7 +244,7 @@ fn broken_toml_config_fails_start_naming_the_file_and_line() {
 
 /// `inferd serve --config <config>` with a config path that is not the state folder's.
 fn serve_fails_with_config(config: &Path) -> (ExitStatus, Vec<String>) {
-    let output = Command::new(env!("CARGO_BIN_EXE_inferd"))
+    let output = support::inferd_command()
         .args(["serve", "--config"])
         .arg(config)
         .output()

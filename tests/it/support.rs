@@ -20,6 +20,23 @@ pub fn argmax(values: impl IntoIterator<Item = f64>) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
+/// The real binary as a command. When the suite runs for another architecture, cargo's
+/// target runner wraps only the test binary; `INFERD_TEST_RUNNER` (e.g. `qemu-aarch64-static
+/// -L /`) puts the same emulator in front of the binary the tests spawn.
+pub fn inferd_command() -> std::process::Command {
+    let exe = env!("CARGO_BIN_EXE_inferd");
+    let runner = std::env::var("INFERD_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    }
+}
+
 /// Runs the real binary on a provisioned state folder and waits for the address it logs once
 /// it listens (no sleeps, no fixed port). Returns the child, its remaining log lines, and the
 /// address.
@@ -31,7 +48,7 @@ pub fn spawn_serve(
     SocketAddr,
 ) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inferd"))
+    let mut child = inferd_command()
         .args(["serve", "--config"])
         .arg(state.join("inferd.toml"))
         .env("INFERD_MODELS_ENABLED", "digits")
