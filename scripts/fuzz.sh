@@ -58,8 +58,10 @@ for t in "${targets[@]}"; do
     printf '%s\n' "${all[@]}" | grep -qx -- "$t" || { echo "fuzz: no target $t (have: ${all[*]})" >&2; exit 2; }
 done
 
-# One build for every target. Release with debug assertions and overflow checks (cargo-fuzz's
-# default); 16 codegen units: a much shorter first build (tract) for a slightly slower run.
+# One build for every target, of inferd without its `inference` feature (fuzz/Cargo.toml: no
+# tract, no tokenizers; ~6 CPU-minutes cold, and no ~570k tract coverage counters capping the
+# rate, see fuzz/README.md). Release with debug assertions and overflow checks (cargo-fuzz's
+# default); 16 codegen units: a shorter first build for a slightly slower run.
 started=$(date +%s)
 (cd "$fuzz_dir" && cargo "+$toolchain" fuzz build -s "$sanitizer" --release --debug-assertions \
     --codegen-units 16)

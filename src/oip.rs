@@ -201,7 +201,7 @@ pub fn decode_raw(
         .checked_mul(width)
         .filter(|&b| b > 0)
         .ok_or_else(unsupported)?;
-    if body.is_empty() || body.len() % row_bytes != 0 {
+    if body.is_empty() || !body.len().is_multiple_of(row_bytes) {
         return Err(ModelError::invalid(
             "shape_mismatch",
             format!(
@@ -363,17 +363,17 @@ fn decode_binary(
     count: usize,
     bytes: &[u8],
 ) -> Result<Data, ModelError> {
-    if let Some(width) = datatype.width() {
-        if Some(bytes.len()) != count.checked_mul(width) {
-            return Err(ModelError::invalid(
-                "shape_mismatch",
-                format!(
-                    "input {name}: {} bytes of binary data do not hold {count} {} elements",
-                    bytes.len(),
-                    datatype.as_str()
-                ),
-            ));
-        }
+    if let Some(width) = datatype.width()
+        && Some(bytes.len()) != count.checked_mul(width)
+    {
+        return Err(ModelError::invalid(
+            "shape_mismatch",
+            format!(
+                "input {name}: {} bytes of binary data do not hold {count} {} elements",
+                bytes.len(),
+                datatype.as_str()
+            ),
+        ));
     }
     macro_rules! le {
         ($t:ty, $n:literal) => {

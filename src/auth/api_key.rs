@@ -120,10 +120,10 @@ impl KeyRing {
             }
         }
         let stored = found.ok_or(AuthError::UnknownKey)?;
-        if let Some(expires) = stored.entry.expires {
-            if now >= UNIX_EPOCH + Duration::from_secs(expires) {
-                return Err(AuthError::ExpiredKey(stored.entry.id.clone()));
-            }
+        if let Some(expires) = stored.entry.expires
+            && now >= UNIX_EPOCH + Duration::from_secs(expires)
+        {
+            return Err(AuthError::ExpiredKey(stored.entry.id.clone()));
         }
         Ok(Principal {
             id: stored.entry.id.clone(),

@@ -406,10 +406,10 @@ impl TokenVerifier {
             (a, b) => a.or(b),
         };
         self.check_time(exp, valid_from, now, kid, sub)?;
-        if let Some(issuer) = &self.policy.issuer {
-            if claims.iss.as_ref() != Some(issuer) {
-                return Err(fail("wrong_issuer", Some(kid), sub));
-            }
+        if let Some(issuer) = &self.policy.issuer
+            && claims.iss.as_ref() != Some(issuer)
+        {
+            return Err(fail("wrong_issuer", Some(kid), sub));
         }
         if let Some(audience) = &self.policy.audience {
             let ok = match &claims.aud {

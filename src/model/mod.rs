@@ -4,8 +4,11 @@
 
 pub mod manifest;
 pub mod pool;
+// Without the `inference` feature, stand-ins with the same API that fail every model load.
+#[cfg_attr(not(feature = "inference"), path = "runtime_off.rs")]
 mod runtime;
 pub mod tensor;
+#[cfg_attr(not(feature = "inference"), path = "text_off.rs")]
 pub mod text;
 
 use crate::metrics::Metrics;
@@ -322,13 +325,13 @@ impl Model {
                 ));
             }
             batch = Some(n);
-            if let Data::F32(v) = &t.data {
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(ModelError::input(
-                        "non_finite",
-                        format!("input {} holds NaN or infinity", spec.name),
-                    ));
-                }
+            if let Data::F32(v) = &t.data
+                && v.iter().any(|x| !x.is_finite())
+            {
+                return Err(ModelError::input(
+                    "non_finite",
+                    format!("input {} holds NaN or infinity", spec.name),
+                ));
             }
             ordered.push(t);
         }

@@ -1,6 +1,7 @@
 //! The tract wrapper: the only file that touches tract. An ONNX graph is parsed once, then
 //! optimised into one runnable plan per input shape the repository asks for. Plans are
-//! `Arc`s run through `&self`, so workers share them without a lock.
+//! `Arc`s run through `&self`, so workers share them without a lock. Without the `inference`
+//! feature, `runtime_off.rs` stands in.
 
 use super::tensor::{Data, DataType, Tensor};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Text preprocessing: tokenise with the model's `tokenizer.json` (HF `tokenizers`, pure
 //! Rust), refuse empty and over-long text, and pad to the smallest length bucket (for models
-//! that declare buckets; others take the tokens as they are).
+//! that declare buckets; others take the tokens as they are). Without the `inference`
+//! feature, `text_off.rs` stands in.
 
 use super::ModelError;
 use super::manifest::TextSpec;

@@ -264,10 +264,10 @@ fn check(doc: &Value, op: &Value, r: &Resp, at: &str) {
         .iter()
         .find(|(m, _)| base(m) == base(media))
         .unwrap_or_else(|| panic!("{at} {status}: Content-Type {media:?} is not documented"));
-    if base(media) == "application/json" {
-        if let Err(e) = conforms(doc, &entry["schema"], &r.json(), "body") {
-            panic!("{at} {status}: {e}\n{}", String::from_utf8_lossy(&r.body));
-        }
+    if base(media) == "application/json"
+        && let Err(e) = conforms(doc, &entry["schema"], &r.json(), "body")
+    {
+        panic!("{at} {status}: {e}\n{}", String::from_utf8_lossy(&r.body));
     }
 }
 
@@ -279,10 +279,10 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     if let Some(c) = schema.get("const").filter(|c| *c != value) {
         return Err(format!("{at}: {value} is not {c}"));
     }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(value) {
-            return Err(format!("{at}: {value} is not one of {e:?}"));
-        }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {e:?}"));
     }
     let types: Vec<&str> = match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
@@ -305,10 +305,9 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     if let (Some(min), Some(n)) = (
         schema.get("minimum").and_then(Value::as_f64),
         value.as_f64(),
-    ) {
-        if n < min {
-            return Err(format!("{at}: {n} is below {min}"));
-        }
+    ) && n < min
+    {
+        return Err(format!("{at}: {n} is below {min}"));
     }
     if let Value::Object(map) = value {
         for key in schema["required"].as_array().into_iter().flatten() {
@@ -334,13 +333,12 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
         }
     }
     for keyword in ["anyOf", "oneOf"] {
-        if let Some(alternatives) = schema.get(keyword).and_then(Value::as_array) {
-            if !alternatives
+        if let Some(alternatives) = schema.get(keyword).and_then(Value::as_array)
+            && !alternatives
                 .iter()
                 .any(|s| conforms(doc, s, value, at).is_ok())
-            {
-                return Err(format!("{at}: {value} fits none of its {keyword}"));
-            }
+        {
+            return Err(format!("{at}: {value} fits none of its {keyword}"));
         }
     }
     Ok(())
