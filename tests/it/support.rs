@@ -21,11 +21,12 @@ pub fn argmax(values: impl IntoIterator<Item = f64>) -> usize {
 }
 
 /// The real binary as a command. When the suite runs for another architecture, cargo's
-/// target runner wraps only the test binary; `INFERD_TEST_RUNNER` (e.g. `qemu-aarch64-static
-/// -L /`) puts the same emulator in front of the binary the tests spawn.
+/// target runner wraps only the test binary; `TEST_SPAWN_RUNNER` (e.g. `qemu-aarch64-static
+/// -L /`) puts the same emulator in front of the binary the tests spawn. (Not an `INFERD_`
+/// name: the server refuses unknown `INFERD_*` variables, and children inherit it.)
 pub fn inferd_command() -> std::process::Command {
     let exe = env!("CARGO_BIN_EXE_inferd");
-    let runner = std::env::var("INFERD_TEST_RUNNER").unwrap_or_default();
+    let runner = std::env::var("TEST_SPAWN_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
         Some(program) => {
