@@ -75,6 +75,16 @@ pub struct Classification {
     pub probabilities: Vec<f32>,
 }
 
+/// Token ids padded to a bucket, with their attention mask: what text preprocessing hands the
+/// runtime (one definition for `text.rs` and, without the `inference` feature, `text_off.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<i64>,
+    pub mask: Vec<i64>,
+    /// Tokens before padding (with special tokens).
+    pub tokens: usize,
+}
+
 enum Runner {
     /// One plan per length bucket, ascending; inputs pinned to `[1, bucket]`.
     Text {

@@ -3,6 +3,7 @@
 //! that declare buckets; others take the tokens as they are). Without the `inference`
 //! feature, `text_off.rs` stands in.
 
+pub use super::Encoded;
 use super::ModelError;
 use super::manifest::TextSpec;
 use std::path::Path;
@@ -12,15 +13,6 @@ use tokenizers::Tokenizer;
 pub struct Preprocessor {
     tokenizer: Tokenizer,
     spec: TextSpec,
-}
-
-/// Token ids padded to a bucket, with their attention mask.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Encoded {
-    pub ids: Vec<i64>,
-    pub mask: Vec<i64>,
-    /// Tokens before padding (with special tokens).
-    pub tokens: usize,
 }
 
 impl Preprocessor {

@@ -1,6 +1,7 @@
 //! Text preprocessing in a build without the `inference` feature: the same API as `text.rs`,
 //! but no tokenizer ever loads (the model's graph has already failed to load by then anyway).
 
+pub use super::Encoded;
 use super::ModelError;
 use super::manifest::TextSpec;
 use std::convert::Infallible;
@@ -9,15 +10,6 @@ use std::path::Path;
 /// Never built: [`Preprocessor::load`] always fails.
 pub struct Preprocessor {
     never: Infallible,
-}
-
-/// Token ids padded to a bucket, with their attention mask.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Encoded {
-    pub ids: Vec<i64>,
-    pub mask: Vec<i64>,
-    /// Tokens before padding (with special tokens).
-    pub tokens: usize,
 }
 
 impl Preprocessor {
