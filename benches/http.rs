@@ -6,6 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use inferd::auth::api_key::{self, KeyRing};
 use inferd::config::Config;
 use inferd::http::parse::{self, HeadLimits};
+use inferd::model::tensor::Unchecked;
 use inferd::oip;
 use std::hint::black_box;
 use std::path::Path;
@@ -173,20 +174,23 @@ fn bench_decode(c: &mut Criterion) {
     ];
     for (name, body) in &bodies {
         assert!(body.len() <= max_body, "{name} fits the body cap");
-        assert!(oip::decode(body.as_bytes(), None).is_ok(), "{name}");
+        assert!(
+            oip::decode(body.as_bytes(), None, &Unchecked).is_ok(),
+            "{name}"
+        );
         // Milliseconds per call for the ~2 MB body: 10 samples, not 100, fit in 3 s.
         group.sample_size(if body.len() > 1 << 20 { 10 } else { 100 });
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(*name, |b| {
-            b.iter(|| oip::decode(black_box(body.as_bytes()), None).is_ok())
+            b.iter(|| oip::decode(black_box(body.as_bytes()), None, &Unchecked).is_ok())
         });
     }
     let (body, header_len) = binary_infer(64, 64);
     group.sample_size(100);
-    assert!(oip::decode(&body, Some(header_len)).is_ok());
+    assert!(oip::decode(&body, Some(header_len), &Unchecked).is_ok());
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("digits_64x64_binary", |b| {
-        b.iter(|| oip::decode(black_box(&body), Some(header_len)).is_ok())
+        b.iter(|| oip::decode(black_box(&body), Some(header_len), &Unchecked).is_ok())
     });
     group.finish();
 }

@@ -94,8 +94,10 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_function(format!("sentiment_{n}_tokens"), |b| {
             b.iter(|| {
-                let out = repo.classify(&sentiment, vec![black_box(text.clone())]);
-                out.map(|c| c.len())
+                let texts = sentiment.encode_texts(&[black_box(text.clone())]);
+                texts
+                    .and_then(|t| repo.classify(&sentiment, t, 0))
+                    .map(|c| c.len())
             })
         });
     }
@@ -109,12 +111,17 @@ fn bench(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("model/infer");
     group.bench_function("digits_1x64", |b| {
-        b.iter(|| repo.infer(&digits, vec![black_box(input.clone())]).is_ok())
+        b.iter(|| {
+            digits
+                .check(vec![black_box(input.clone())])
+                .and_then(|checked| repo.infer(&digits, checked, 0))
+                .is_ok()
+        })
     });
     group.finish();
 
     c.bench_function("model/pool_round_trip", |b| {
-        b.iter(|| pool.run(|| black_box(1)).is_ok())
+        b.iter(|| pool.run(0, || black_box(1)).is_ok())
     });
 }
 

@@ -183,6 +183,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 println!("CA cert:   {}", p.ca_cert.display());
                 println!("token kid: {}", p.token_key_id);
                 println!(
+                    "audience:  {} (tokens must carry it: inferd token --aud)",
+                    p.audience
+                );
+                println!(
                     "admin API key (shown once, stored only as a hash):\n  {}",
                     p.api_key
                 );

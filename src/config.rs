@@ -40,13 +40,19 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("", "listen", Kind::Str),
     ("", "state_dir", Kind::Str),
     ("", "trusted_proxies", Kind::List),
+    ("", "trusted_proxy_header", Kind::Str),
     ("tls", "enabled", Kind::Bool),
     ("tls", "cert", Kind::Str),
     ("tls", "key", Kind::Str),
     ("tls", "client_ca", Kind::Str),
     ("tls", "client_auth", Kind::Str),
     ("tls", "client_scopes", Kind::List),
+    ("tls", "client_crl", Kind::Str),
     ("limits", "max_connections", Kind::Int),
+    ("limits", "max_connections_per_ip", Kind::Int),
+    ("limits", "max_inflight_body_bytes", Kind::Int),
+    ("limits", "max_in_flight_per_caller", Kind::Int),
+    ("limits", "queue_timeout_ms", Kind::Int),
     ("limits", "max_header_bytes", Kind::Int),
     ("limits", "max_headers", Kind::Int),
     ("limits", "max_request_line_bytes", Kind::Int),
@@ -79,6 +85,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "failed_auth_per_ip", Kind::Str),
     ("rate_limit", "token_per_ip", Kind::Str),
     ("rate_limit", "max_tracked_keys", Kind::Int),
+    ("rate_limit", "ipv6_prefix", Kind::Int),
+    ("rate_limit", "tokens_per_unit", Kind::Int),
     ("cors", "allowed_origins", Kind::List),
     ("cors", "allow_credentials", Kind::Bool),
     ("cors", "allowed_methods", Kind::List),
@@ -87,6 +95,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("log", "level", Kind::Str),
     ("log", "access", Kind::Bool),
     ("log", "audit", Kind::Bool),
+    ("log", "refusal_lines_per_s", Kind::Int),
 ];
 
 fn env_name(section: &str, key: &str) -> String {
@@ -108,6 +117,7 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    trusted_proxy_header: Option<String>,
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
@@ -133,12 +143,17 @@ struct RawTls {
     client_ca: Option<PathBuf>,
     client_auth: Option<String>,
     client_scopes: Option<Vec<String>>,
+    client_crl: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    max_inflight_body_bytes: Option<u64>,
+    max_in_flight_per_caller: Option<u64>,
+    queue_timeout_ms: Option<u64>,
     max_header_bytes: Option<u64>,
     max_headers: Option<u64>,
     max_request_line_bytes: Option<u64>,
@@ -187,6 +202,8 @@ struct RawRateLimit {
     failed_auth_per_ip: Option<RawRate>,
     token_per_ip: Option<RawRate>,
     max_tracked_keys: Option<u64>,
+    ipv6_prefix: Option<u64>,
+    tokens_per_unit: Option<u64>,
     #[serde(default)]
     keys: BTreeMap<String, RawRate>,
     #[serde(default)]
@@ -220,6 +237,7 @@ struct RawLog {
     level: Option<String>,
     access: Option<bool>,
     audit: Option<bool>,
+    refusal_lines_per_s: Option<u64>,
 }
 
 /// TLS certificate and key (PEM), and optional client-certificate authentication.
@@ -238,12 +256,26 @@ pub struct ClientAuthConfig {
     /// `"optional"`: a certificate is verified when presented, else other credentials apply.
     pub required: bool,
     pub scopes: Vec<String>,
+    /// PEM certificate revocation lists (RFC 5280) of the client CA: a revoked client
+    /// certificate fails its handshake. Re-read with the rest on SIGHUP.
+    pub crl: Option<PathBuf>,
 }
 
 /// Caps and deadlines.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections one client address may hold (IPv6: per `[rate_limit] ipv6_prefix`);
+    /// through a trusted proxy, requests in progress per forwarded client.
+    pub max_connections_per_ip: usize,
+    /// Bytes of request bodies read or held at once across all connections; a body that
+    /// would exceed it is refused (503) before it is read.
+    pub max_inflight_body_bytes: usize,
+    /// Inference requests one caller may have in the pool (queued or running); more wait
+    /// for one of the caller's own to finish, up to `queue_timeout`.
+    pub max_in_flight_per_caller: usize,
+    /// How long a request may wait for its turn at inference before 503.
+    pub queue_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_request_line_bytes: usize,
@@ -406,6 +438,11 @@ pub struct RateLimitConfig {
     /// Distinct keys each limiter tracks at most; beyond it, new keys are refused until
     /// old ones expire.
     pub max_tracked_keys: usize,
+    /// IPv6 client addresses are grouped by this prefix length (a host holds a /64).
+    pub ipv6_prefix: u8,
+    /// Quota units a text costs: one per started `tokens_per_unit` tokens (a tensor
+    /// request costs one per batch item).
+    pub tokens_per_unit: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -437,6 +474,18 @@ pub struct LogConfig {
     pub access: bool,
     /// One JSON line per failed authentication.
     pub audit: bool,
+    /// Lines a second that clients without valid credentials can cause (refusals, audit
+    /// lines, their access lines), with a burst of five seconds' worth; 0: unbounded.
+    pub refusal_lines_per_s: u32,
+}
+
+/// Which header a trusted proxy names the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For`, which nginx, HAProxy, Traefik and Envoy append to.
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
 }
 
 /// The typed configuration. Holds paths to secrets, never secrets.
@@ -448,6 +497,9 @@ pub struct Config {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client address;
     /// from anyone else those headers are ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header trusted proxies name the client in; the other is ignored (a client
+    /// could write it, and a proxy that appends to one passes the other through).
+    pub trusted_proxy_header: ProxyHeader,
     /// `None` only when `[tls] enabled = false` says so explicitly.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
@@ -540,6 +592,9 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid(format!("listen {listen_text:?} is not an address:port")))?;
+        if raw.tls.client_ca.is_none() && raw.tls.client_crl.is_some() {
+            return Err(invalid("tls.client_crl needs tls.client_ca".into()));
+        }
         let client = match (raw.tls.client_ca, raw.tls.client_auth.as_deref()) {
             (None, None) => None,
             (Some(ca), mode) => Some(ClientAuthConfig {
@@ -557,6 +612,7 @@ impl Config {
                     .tls
                     .client_scopes
                     .unwrap_or_else(|| vec!["predict".into()]),
+                crl: raw.tls.client_crl.map(resolve),
             }),
             (None, Some(_)) => return Err(invalid("tls.client_auth needs tls.client_ca".into())),
         };
@@ -595,8 +651,37 @@ impl Config {
             }
         };
         let inference_threads = count(l.inference_threads, cores, "inference_threads", 256)?;
+        let inference_queue = count(
+            l.inference_queue,
+            2 * inference_threads,
+            "inference_queue",
+            100_000,
+        )?;
+        let max_connections = count(l.max_connections, 256, "max_connections", 100_000)?;
+        let max_body_bytes = count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?;
         let limits = Limits {
-            max_connections: count(l.max_connections, 256, "max_connections", 100_000)?,
+            max_connections,
+            max_connections_per_ip: count(
+                l.max_connections_per_ip,
+                64.min(max_connections),
+                "max_connections_per_ip",
+                max_connections as u64,
+            )?,
+            max_inflight_body_bytes: count(
+                l.max_inflight_body_bytes,
+                (16 << 20).max(max_body_bytes),
+                "max_inflight_body_bytes",
+                1 << 34,
+            )?,
+            // Half the pool's places (workers and queue) and at least one worker's worth:
+            // one caller cannot hold them all, and alone it still uses every core.
+            max_in_flight_per_caller: count(
+                l.max_in_flight_per_caller,
+                inference_threads.max((inference_threads + inference_queue) / 2),
+                "max_in_flight_per_caller",
+                100_000,
+            )?,
+            queue_timeout: ms(l.queue_timeout_ms, 10_000, "queue_timeout_ms")?,
             max_header_bytes: count(l.max_header_bytes, 16 * 1024, "max_header_bytes", 1 << 20)?,
             max_headers: count(l.max_headers, 64, "max_headers", 1024)?,
             max_request_line_bytes: count(
@@ -605,20 +690,21 @@ impl Config {
                 "max_request_line_bytes",
                 1 << 20,
             )?,
-            max_body_bytes: count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?,
+            max_body_bytes,
             header_timeout: ms(l.header_timeout_ms, 10_000, "header_timeout_ms")?,
             body_timeout: ms(l.body_timeout_ms, 30_000, "body_timeout_ms")?,
             idle_timeout: ms(l.idle_timeout_ms, 30_000, "idle_timeout_ms")?,
             write_timeout: ms(l.write_timeout_ms, 10_000, "write_timeout_ms")?,
             shutdown_timeout: ms(l.shutdown_timeout_ms, 10_000, "shutdown_timeout_ms")?,
             inference_threads,
-            inference_queue: count(
-                l.inference_queue,
-                2 * inference_threads,
-                "inference_queue",
-                100_000,
-            )?,
+            inference_queue,
         };
+        if limits.max_inflight_body_bytes < limits.max_body_bytes {
+            return Err(invalid(format!(
+                "limits.max_inflight_body_bytes = {} must be at least max_body_bytes = {}",
+                limits.max_inflight_body_bytes, limits.max_body_bytes
+            )));
+        }
         let models = ModelsConfig {
             dir: resolve(
                 raw.models
@@ -698,11 +784,35 @@ impl Config {
             })?,
             access: raw.log.access.unwrap_or(true),
             audit: raw.log.audit.unwrap_or(true),
+            refusal_lines_per_s: match raw.log.refusal_lines_per_s.unwrap_or(20) {
+                n if n <= 100_000 => n as u32,
+                n => {
+                    return Err(invalid(format!(
+                        "log.refusal_lines_per_s = {n} must be at most 100000"
+                    )));
+                }
+            },
+        };
+        let trusted_proxy_header = match raw
+            .trusted_proxy_header
+            .as_deref()
+            .unwrap_or("x-forwarded-for")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "x-forwarded-for" => ProxyHeader::XForwardedFor,
+            "forwarded" => ProxyHeader::Forwarded,
+            other => {
+                return Err(invalid(format!(
+                    "trusted_proxy_header {other:?} must be \"x-forwarded-for\" or \"forwarded\""
+                )));
+            }
         };
         Ok(Config {
             listen,
             state_dir: raw.state_dir.map_or_else(|| base.to_path_buf(), resolve),
             trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
+            trusted_proxy_header,
             tls,
             limits,
             models,
@@ -786,6 +896,14 @@ fn rate_limit(raw: RawRateLimit) -> Result<RateLimitConfig, ConfigError> {
         failed_auth_per_ip: one("failed_auth_per_ip", raw.failed_auth_per_ip, "10/minute")?,
         token_per_ip: one("token_per_ip", raw.token_per_ip, "60/minute")?,
         max_tracked_keys: max_tracked_keys as usize,
+        ipv6_prefix: match raw.ipv6_prefix.unwrap_or(64) {
+            n @ 1..=128 => n as u8,
+            n => return Err(invalid("ipv6_prefix", format!("{n} must be 1..=128"))),
+        },
+        tokens_per_unit: match raw.tokens_per_unit.unwrap_or(32) {
+            n @ 1..=65_536 => n as u32,
+            n => return Err(invalid("tokens_per_unit", format!("{n} must be 1..=65536"))),
+        },
     })
 }
 

@@ -25,7 +25,7 @@ use auth::{AuthError, Authenticator};
 use config::{Config, LogConfig, RateLimitConfig};
 use http::cors::Cors;
 use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
-use limiter::Limiter;
+use limiter::{Limiter, LogBudget};
 use metrics::Metrics;
 use model::pool::Pool;
 use model::{ModelError, ModelRepository};
@@ -43,8 +43,11 @@ pub struct App {
     /// refill everyone's bucket.
     pub limiter: Arc<Limiter>,
     pub cors: Cors,
-    /// Proxies whose forwarding headers name the client address.
+    /// Proxies whose forwarding header names the client address, and which header.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub proxy_header: config::ProxyHeader,
+    /// Log lines clients without valid credentials may cause (shared by successive apps).
+    pub log_budget: Arc<LogBudget>,
     /// Shared by successive apps: series survive reloads.
     pub metrics: Metrics,
     pub log: LogConfig,
@@ -74,27 +77,44 @@ pub enum StartError {
 struct Lasting {
     pool: Arc<Pool>,
     metrics: Metrics,
+    log_budget: Arc<LogBudget>,
     limiter: Option<(RateLimitConfig, Arc<Limiter>)>,
 }
 
 impl App {
+    /// Files that reload by themselves (keys, token keys and revocations, OAuth clients)
+    /// whose last reload failed: their previous contents are still in force. Also set as
+    /// the `inferd_reload_failing` gauges.
+    pub fn reload_failures(&self) -> Vec<&'static str> {
+        let mut failing = self.auth.reload_failures();
+        if self.issuer.as_ref().is_some_and(|i| i.reload_failing()) {
+            failing.push("clients");
+        }
+        for file in ["api_keys", "token_keys_or_revocations", "clients"] {
+            self.metrics.reload_failing(file, failing.contains(&file));
+        }
+        failing
+    }
+
     /// Loads keys and models and runs one warm-up inference per model, so that a bad model
     /// fails here and not on the first request.
     pub fn load(config: &Config) -> Result<App, StartError> {
-        App::load_with(config, Metrics::new())
+        let log_budget = Arc::new(LogBudget::new(config.log.refusal_lines_per_s));
+        App::load_with(config, Metrics::new(), log_budget)
     }
 
-    fn load_with(config: &Config, metrics: Metrics) -> Result<App, StartError> {
-        let pool = Pool::new(
-            config.limits.inference_threads,
-            config.limits.inference_queue,
-        )
-        .map_err(StartError::Workers)?;
+    fn load_with(
+        config: &Config,
+        metrics: Metrics,
+        log_budget: Arc<LogBudget>,
+    ) -> Result<App, StartError> {
+        let pool = Pool::with_limits(&config.limits).map_err(StartError::Workers)?;
         App::build(
             config,
             Lasting {
                 pool: Arc::new(pool),
                 metrics,
+                log_budget,
                 limiter: None,
             },
         )
@@ -133,6 +153,8 @@ impl App {
             limiter,
             cors: Cors::new(&config.cors),
             trusted_proxies: config.trusted_proxies.clone(),
+            proxy_header: config.trusted_proxy_header,
+            log_budget: lasting.log_budget,
             metrics: lasting.metrics,
             log: config.log.clone(),
         })
@@ -149,6 +171,8 @@ pub struct Appliance {
     tls: Option<TlsAcceptor>,
     /// Outlives every app (series survive reloads).
     pub metrics: Metrics,
+    /// Outlives every app: a reload does not refill it.
+    pub log_budget: Arc<LogBudget>,
 }
 
 impl Appliance {
@@ -169,6 +193,7 @@ impl Appliance {
             config: Mutex::new(config.clone()),
             tls,
             metrics: Metrics::new(),
+            log_budget: Arc::new(LogBudget::new(config.log.refusal_lines_per_s)),
         }
     }
 
@@ -231,6 +256,7 @@ impl Appliance {
             Lasting {
                 pool: current.models.pool().clone(),
                 metrics: current.metrics.clone(),
+                log_budget: current.log_budget.clone(),
                 limiter: Some((in_force.rate_limit, current.limiter.clone())),
             },
         )?;
@@ -279,10 +305,13 @@ pub fn http_settings(config: &Config) -> Settings {
     let l = &config.limits;
     Settings {
         max_connections: l.max_connections,
+        max_connections_per_ip: l.max_connections_per_ip,
+        ipv6_prefix: config.rate_limit.ipv6_prefix,
         max_header_bytes: l.max_header_bytes,
         max_headers: l.max_headers,
         max_request_line: l.max_request_line_bytes,
         max_body_bytes: l.max_body_bytes,
+        max_inflight_body_bytes: l.max_inflight_body_bytes,
         header_timeout: l.header_timeout,
         body_timeout: l.body_timeout,
         idle_timeout: l.idle_timeout,
@@ -363,7 +392,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         server.local_addr()
     );
     check_state_dir(&config.state_dir);
-    match App::load_with(config, appliance.metrics.clone()) {
+    match App::load_with(
+        config,
+        appliance.metrics.clone(),
+        appliance.log_budget.clone(),
+    ) {
         Ok(app) => appliance.install(app),
         Err(e) => {
             server.stopper().stop();

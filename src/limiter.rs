@@ -4,6 +4,7 @@
 
 use crate::auth::Principal;
 use crate::config::{Rate, RateLimitConfig};
+use crate::http::server::client_key;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -142,6 +143,33 @@ impl<C: Clock + Clone> Policy<C> {
         }
     }
 
+    /// Takes `cost` cells at once from a key already tracked.
+    fn charge(
+        &self,
+        key: u64,
+        cost: std::num::NonZeroU32,
+        clock: &C,
+    ) -> Result<Standing, RateLimited> {
+        match self.limiter.check_key_n(&key, cost) {
+            Ok(Ok(snapshot)) => Ok(self.standing(snapshot.remaining_burst_capacity())),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(clock.now());
+                let mut standing = self.standing(0);
+                standing.reset = wait + self.period() * (self.rate.burst.get() - 1);
+                Err(RateLimited {
+                    standing,
+                    retry_after: wait,
+                    reason: "quota",
+                })
+            }
+            Err(_) => Err(RateLimited {
+                standing: self.standing(0),
+                retry_after: self.rate.window,
+                reason: "cost_exceeds_burst",
+            }),
+        }
+    }
+
     fn purge(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
@@ -163,6 +191,9 @@ pub struct Limiter<C: Clock = DefaultClock> {
     failed: Policy<C>,
     /// Addresses whose failed-authentication budget is spent, until when.
     barred: Mutex<HashMap<u64, C::Instant>>,
+    /// IPv6 addresses are one client per this prefix.
+    ipv6_prefix: u8,
+    tokens_per_unit: u32,
 }
 
 impl Limiter<DefaultClock> {
@@ -192,6 +223,8 @@ impl<C: Clock + Clone> Limiter<C> {
             token: Policy::new("token", config.token_per_ip, &clock),
             failed: Policy::new("failed_auth", config.failed_auth_per_ip, &clock),
             barred: Mutex::new(HashMap::new()),
+            ipv6_prefix: config.ipv6_prefix,
+            tokens_per_unit: config.tokens_per_unit,
             clock,
         }
     }
@@ -221,6 +254,32 @@ impl<C: Clock + Clone> Limiter<C> {
             .map(Some)
     }
 
+    /// Quota units a text costs: one per started this many tokens.
+    pub fn tokens_per_unit(&self) -> u32 {
+        self.tokens_per_unit
+    }
+
+    /// Charges `cost` more units to a principal that was admitted (admission took one): a
+    /// request's quota is what it costs (batch items, text length), not one per request.
+    /// A cost larger than the policy's burst can never be paid: `Err` with reason
+    /// `cost_exceeds_burst` and no wait that would help.
+    pub fn charge_principal(
+        &self,
+        who: &Principal,
+        cost: u32,
+    ) -> Result<Option<Standing>, RateLimited> {
+        let Some(cost) = std::num::NonZeroU32::new(cost) else {
+            return Ok(None);
+        };
+        if !self.enabled {
+            return Ok(None);
+        }
+        let key = self.key((who.method as u8, who.id.as_str()));
+        self.policy_for(who)
+            .charge(key, cost, &self.clock)
+            .map(Some)
+    }
+
     /// One request to a route without authentication (or a CORS preflight) from `ip`.
     pub fn check_anonymous(&self, ip: IpAddr) -> Result<Option<Standing>, RateLimited> {
         self.check_ip(&self.anonymous, ip)
@@ -236,7 +295,11 @@ impl<C: Clock + Clone> Limiter<C> {
             return Ok(None);
         }
         policy
-            .check(self.key(canonical(ip)), self.max_keys, &self.clock)
+            .check(
+                self.key(client_key(ip, self.ipv6_prefix)),
+                self.max_keys,
+                &self.clock,
+            )
             .map(Some)
     }
 
@@ -246,7 +309,7 @@ impl<C: Clock + Clone> Limiter<C> {
         if !self.enabled {
             return Ok(());
         }
-        let key = self.key(canonical(ip));
+        let key = self.key(client_key(ip, self.ipv6_prefix));
         let now = self.clock.now();
         let mut barred = lock(&self.barred);
         match barred.get(&key) {
@@ -269,7 +332,7 @@ impl<C: Clock + Clone> Limiter<C> {
         if !self.enabled {
             return Ok(());
         }
-        let key = self.key(canonical(ip));
+        let key = self.key(client_key(ip, self.ipv6_prefix));
         match self.failed.check(key, self.max_keys, &self.clock) {
             Ok(_) => Ok(()),
             Err(mut limited) => {
@@ -317,11 +380,40 @@ impl<C: Clock + Clone> Limiter<C> {
     }
 }
 
-/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+/// A budget of log lines that clients without valid credentials can cause (refusals,
+/// audit lines, their access lines): a flood of bad requests costs at most this many lines
+/// a second, plus a burst; the rest are counted and reported with the next line written.
+pub struct LogBudget {
+    limiter: Option<
+        RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    >,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    /// `per_second` lines a second, a burst of five seconds' worth; 0: no limit.
+    pub fn new(per_second: u32) -> LogBudget {
+        let limiter = std::num::NonZeroU32::new(per_second).map(|n| {
+            let burst = n.saturating_mul(nonzero_ext::nonzero!(5u32));
+            RateLimiter::direct(Quota::per_second(n).allow_burst(burst))
+        });
+        LogBudget {
+            limiter,
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line may be written now; `Some(n)`: yes, and `n` lines were suppressed
+    /// since the last one written. `None`: suppressed (and counted).
+    pub fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        match &self.limiter {
+            Some(limiter) if limiter.check().is_err() => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => Some(self.suppressed.swap(0, Ordering::Relaxed)),
+        }
     }
 }
 

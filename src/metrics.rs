@@ -44,6 +44,17 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     policy: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapLabels {
+    cap: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +84,10 @@ pub struct Metrics {
     tls_handshake_failures: Counter,
     auth_failures: Family<ReasonLabels, Counter>,
     rate_limited: Family<PolicyLabels, Counter>,
+    evictions: Family<CapLabels, Counter>,
+    log_suppressed: Counter,
+    queue_wait: Histogram,
+    reload_failing: Family<FileLabels, Gauge>,
     reloads: Family<OutcomeLabels, Counter>,
     models: Family<ModelInfoLabels, Gauge>,
 }
@@ -147,8 +162,36 @@ impl Metrics {
         let rate_limited = Family::default();
         registry.register(
             "rate_limited",
-            "Requests answered 429, by rate-limit policy",
+            "Requests refused by a rate limit, by policy and reason (quota, failed_auth, \
+             too_many_clients: the limiter tracks its most keys, cost_exceeds_burst)",
             rate_limited.clone(),
+        );
+        let evictions = Family::default();
+        registry.register(
+            "connections_evicted",
+            "Connections waiting for a request head closed to make room for a new one, by \
+             the cap that was reached (address, global)",
+            evictions.clone(),
+        );
+        let log_suppressed = Counter::default();
+        registry.register(
+            "log_lines_suppressed",
+            "Refusal, audit and anonymous access log lines not written: over [log] \
+             refusal_lines_per_s",
+            log_suppressed.clone(),
+        );
+        let queue_wait = Histogram::new(exponential_buckets(0.00001, 4.0, 12));
+        registry.register(
+            "inference_queue_wait_seconds",
+            "Time an inference request waited for its caller's turn and a worker",
+            queue_wait.clone(),
+        );
+        let reload_failing = Family::default();
+        registry.register(
+            "reload_failing",
+            "1 while the last reload of this file failed and the previous contents are in \
+             force (api_keys, revocations, clients, token_keys)",
+            reload_failing.clone(),
         );
         let reloads = Family::default();
         registry.register(
@@ -178,6 +221,10 @@ impl Metrics {
             tls_handshake_failures,
             auth_failures,
             rate_limited,
+            evictions,
+            log_suppressed,
+            queue_wait,
+            reload_failing,
             reloads,
             models,
         }
@@ -246,10 +293,33 @@ impl Metrics {
             .inc();
     }
 
-    pub fn rate_limited(&self, policy: &'static str) {
+    pub fn rate_limited(&self, policy: &'static str, reason: &'static str) {
         self.rate_limited
-            .get_or_create(&PolicyLabels { policy })
+            .get_or_create(&PolicyLabels { policy, reason })
             .inc();
+    }
+
+    /// A waiting connection closed to make room (`per_address`: at its address's cap).
+    pub fn connection_evicted(&self, per_address: bool) {
+        let cap = if per_address { "address" } else { "global" };
+        self.evictions.get_or_create(&CapLabels { cap }).inc();
+    }
+
+    /// A log line over the budget was dropped.
+    pub fn log_suppressed(&self) {
+        self.log_suppressed.inc();
+    }
+
+    /// How long an inference request waited before a worker took it.
+    pub fn queue_wait(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Whether the last reload of `file` failed (the previous contents stay in force).
+    pub fn reload_failing(&self, file: &'static str, failing: bool) {
+        self.reload_failing
+            .get_or_create(&FileLabels { file })
+            .set(i64::from(failing));
     }
 
     pub fn reload(&self, ok: bool) {
@@ -338,7 +408,7 @@ mod tests {
         m.request("/predict", 200, Duration::from_millis(3));
         m.inference("sentiment", Some(16), Duration::from_millis(30));
         m.auth_failure("unknown_key");
-        m.rate_limited("default");
+        m.rate_limited("default", "quota");
         m.reload(true);
         m.models([("digits", "1", "tensor")].into_iter());
         let text = m.render(2);
@@ -348,7 +418,7 @@ mod tests {
             "inferd_inference_duration_seconds_bucket{le=\"0.0512\",model=\"sentiment\",bucket=\"16\"} 1",
             "inferd_inference_queue_depth 2",
             "inferd_auth_failures_total{reason=\"unknown_key\"} 1",
-            "inferd_rate_limited_total{policy=\"default\"} 1",
+            "inferd_rate_limited_total{policy=\"default\",reason=\"quota\"} 1",
             "inferd_reloads_total{outcome=\"success\"} 1",
             "inferd_model{model=\"digits\",version=\"1\",task=\"tensor\"} 1",
             "inferd_build_info{version=\"",

@@ -4,11 +4,13 @@
 //! from them.
 
 use crate::model::ModelError;
-use crate::model::tensor::{Data, DataType, Tensor, element_count};
-use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use crate::model::tensor::{Data, DataType, InputCheck, Tensor, element_count};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// An inference request, decoded.
 #[derive(Debug)]
@@ -22,24 +24,29 @@ pub struct InferRequest {
     pub binary_output: bool,
 }
 
+/// Most inputs, outputs and dimensions a request may list: far above any model's, and
+/// checked while decoding, so that a list of a million empty entries is refused after 64.
+const MAX_TENSORS: usize = 64;
+const MAX_RANK: usize = 16;
+
 #[derive(Deserialize)]
 struct RawRequest<'a> {
     id: Option<String>,
     #[serde(default)]
-    parameters: Map<String, Value>,
+    parameters: Params,
     #[serde(borrow)]
-    inputs: Vec<RawInput<'a>>,
+    inputs: Capped<RawInput<'a>, MAX_TENSORS>,
     #[serde(default)]
-    outputs: Vec<RawOutput>,
+    outputs: Capped<RawOutput, MAX_TENSORS>,
 }
 
 #[derive(Deserialize)]
 struct RawInput<'a> {
     name: String,
-    shape: Vec<u64>,
+    shape: Capped<u64, MAX_RANK>,
     datatype: String,
     #[serde(default)]
-    parameters: Map<String, Value>,
+    parameters: Params,
     /// Kept as raw JSON text until datatype and shape are known, then streamed into a
     /// typed vector (a `Value` tree would cost ~48 bytes per element).
     #[serde(borrow, default)]
@@ -50,23 +57,151 @@ struct RawInput<'a> {
 struct RawOutput {
     name: String,
     #[serde(default)]
-    parameters: Map<String, Value>,
+    parameters: Params,
+}
+
+/// A JSON array of at most `N` elements, refused as soon as element `N + 1` starts.
+struct Capped<T, const N: usize>(Vec<T>);
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Capped(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Capped<T, N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items<T, const N: usize>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Items<T, N> {
+            type Value = Capped<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an array of at most {N} elements")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    if items.len() == N {
+                        return Err(de::Error::custom(format!("more than {N} elements")));
+                    }
+                    items.push(item);
+                }
+                Ok(Capped(items))
+            }
+        }
+        deserializer.deserialize_seq(Items::<T, N>(PhantomData))
+    }
+}
+
+/// A `parameters` object: only the keys inferd reads, as scalars. Every other key and
+/// value is skipped without being built (a `serde_json::Value` of a large object costs
+/// tens of bytes per byte of JSON); a value of the wrong type reads as absent.
+#[derive(Default)]
+struct Params {
+    binary_data_output: Option<bool>,
+    binary_data: Option<bool>,
+    binary_data_size: Option<Scalar>,
+}
+
+/// A parameter value: the scalars inferd acts on, or something else (skipped).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scalar {
+    Bool(bool),
+    Uint(u64),
+    Other,
+}
+
+impl Scalar {
+    fn as_bool(self) -> Option<bool> {
+        match self {
+            Scalar::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a parameter value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Uint(v))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a parameters object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut params = Params::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "binary_data_output" => {
+                            params.binary_data_output = map.next_value::<Scalar>()?.as_bool();
+                        }
+                        "binary_data" => params.binary_data = map.next_value::<Scalar>()?.as_bool(),
+                        "binary_data_size" => params.binary_data_size = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(params)
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
 }
 
 fn invalid(message: String) -> ModelError {
     ModelError::invalid("invalid_tensor", message)
 }
 
-fn flag(params: &Map<String, Value>, key: &str) -> Option<bool> {
-    params.get(key).and_then(Value::as_bool)
-}
-
 /// Decodes a request body. `header_len` is `Inference-Header-Content-Length` when present:
 /// the JSON header is that many bytes, and binary tensor data follows it.
 ///
-/// The caller has checked the body against `max_body_bytes`, so every allocation here is
-/// bounded by the body's size, never by a shape the client claims.
-pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, ModelError> {
+/// Each input's name, datatype and shape are checked against `model` before its data is
+/// decoded, so no element beyond what the model takes is parsed or stored; with any model,
+/// every allocation here is bounded by the body's size, never by a shape the client claims.
+pub fn decode(
+    body: &[u8],
+    header_len: Option<usize>,
+    model: &dyn InputCheck,
+) -> Result<InferRequest, ModelError> {
     let (json, mut binary) = match header_len {
         Some(n) if n <= body.len() => body.split_at(n),
         Some(n) => {
@@ -85,8 +220,8 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
             format!("malformed inference request: {e}"),
         ),
     })?;
-    let mut inputs = Vec::with_capacity(raw.inputs.len());
-    for input in raw.inputs {
+    let mut inputs = Vec::with_capacity(raw.inputs.0.len());
+    for input in raw.inputs.0 {
         let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
             ModelError::input(
                 "wrong_datatype",
@@ -98,6 +233,7 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
         })?;
         let shape: Vec<usize> = input
             .shape
+            .0
             .iter()
             .map(|&d| {
                 usize::try_from(d)
@@ -110,14 +246,14 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
                 format!("input {}: shape {shape:?} overflows", input.name),
             )
         })?;
-        let data = match (input.parameters.get("binary_data_size"), input.data) {
+        model.check_input(&input.name, datatype, &shape)?;
+        let data = match (input.parameters.binary_data_size, input.data) {
             (Some(size), None) => {
-                let size = size
-                    .as_u64()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| {
-                        invalid(format!("input {}: bad binary_data_size", input.name))
-                    })?;
+                let size = match size {
+                    Scalar::Uint(n) => usize::try_from(n).ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| invalid(format!("input {}: bad binary_data_size", input.name)))?;
                 if size > binary.len() {
                     return Err(invalid(format!(
                         "input {}: binary data runs past the body",
@@ -158,14 +294,12 @@ pub fn decode(body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Mo
     Ok(InferRequest {
         id: raw.id,
         inputs,
-        binary_output: flag(&raw.parameters, "binary_data_output").unwrap_or(false),
+        binary_output: raw.parameters.binary_data_output.unwrap_or(false),
         outputs: raw
             .outputs
+            .0
             .into_iter()
-            .map(|o| {
-                let binary = flag(&o.parameters, "binary_data");
-                (o.name, binary)
-            })
+            .map(|o| (o.name, o.parameters.binary_data))
             .collect(),
     })
 }
@@ -178,6 +312,7 @@ pub fn decode_raw(
     name: &str,
     datatype: DataType,
     shape: &[i64],
+    model: &dyn InputCheck,
 ) -> Result<InferRequest, ModelError> {
     let unsupported = || {
         ModelError::invalid(
@@ -216,6 +351,7 @@ pub fn decode_raw(
         .map(|&d| if d == -1 { dynamic } else { d as usize })
         .collect();
     let count = dynamic * fixed;
+    model.check_input(name, datatype, &dims)?;
     let data = decode_binary(name, datatype, count, body)?;
     Ok(InferRequest {
         id: None,
@@ -538,8 +674,72 @@ pub fn encode(
 mod tests {
     use super::*;
 
+    use crate::model::tensor::Unchecked;
+
     fn json(s: &str) -> Result<InferRequest, ModelError> {
-        decode(s.as_bytes(), None)
+        decode(s.as_bytes(), None, &Unchecked)
+    }
+
+    #[test]
+    fn unknown_parameters_are_skipped_and_odd_values_read_as_absent() {
+        let r = json(
+            r#"{"parameters":{"x":{"deep":[[[1,2],{"a":null}]]},"binary_data_output":"yes"},
+                "inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[7],
+                           "parameters":{"shared_memory_region":"r","n":-1.5}}],
+                "outputs":[{"name":"y","parameters":{"binary_data":true,"z":[1,2,3]}}]}"#,
+        )
+        .unwrap();
+        assert!(!r.binary_output);
+        assert_eq!(r.outputs, vec![("y".to_owned(), Some(true))]);
+        assert_eq!(r.inputs[0].data, Data::I64(vec![7]));
+    }
+
+    #[test]
+    fn lists_of_inputs_outputs_and_dims_are_capped_while_decoding() {
+        let input = r#"{"name":"x","shape":[1],"datatype":"INT64","data":[1]}"#;
+        let many = vec![input; MAX_TENSORS + 1].join(",");
+        let e = json(&format!(r#"{{"inputs":[{many}]}}"#)).unwrap_err();
+        assert!(e.to_string().contains("more than 64"), "{e}");
+        let outputs = vec![r#"{"name":"y"}"#; MAX_TENSORS + 1].join(",");
+        assert!(json(&format!(r#"{{"inputs":[],"outputs":[{outputs}]}}"#)).is_err());
+        let dims = vec!["1"; MAX_RANK + 1].join(",");
+        let deep = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{dims}],"datatype":"INT64","data":[1]}}]}}"#
+        );
+        assert!(json(&deep).is_err());
+    }
+
+    /// Takes input "x" of at most 2 elements, refusing anything else by name or shape.
+    struct Two;
+
+    impl InputCheck for Two {
+        fn check_input(&self, name: &str, _: DataType, shape: &[usize]) -> Result<(), ModelError> {
+            match (name, element_count(shape)) {
+                ("x", Some(n)) if n <= 2 => Ok(()),
+                _ => Err(ModelError::input(
+                    "wrong_shape",
+                    format!("{name} {shape:?}"),
+                )),
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_is_asked_before_any_element_is_decoded() {
+        let ok = r#"{"inputs":[{"name":"x","shape":[2],"datatype":"INT64","data":[1,2]}]}"#;
+        assert!(decode(ok.as_bytes(), None, &Two).is_ok());
+        // Malformed data after a shape the model refuses: the model's answer comes first,
+        // so the data was never read.
+        let big = r#"{"inputs":[{"name":"x","shape":[3],"datatype":"INT64","data":[1,2,"no"]}]}"#;
+        assert!(matches!(
+            decode(big.as_bytes(), None, &Two),
+            Err(ModelError::Input {
+                code: "wrong_shape",
+                ..
+            })
+        ));
+        let raw: Vec<u8> = (0..3i64).flat_map(|i| i.to_le_bytes()).collect();
+        assert!(decode_raw(&raw, "x", DataType::Int64, &[-1], &Two).is_err());
     }
 
     #[test]
@@ -611,7 +811,7 @@ mod tests {
         body.extend_from_slice(&(-2f32).to_le_bytes());
         body.extend_from_slice(&2u32.to_le_bytes());
         body.extend_from_slice(b"hi");
-        let r = decode(&body, Some(header.len())).unwrap();
+        let r = decode(&body, Some(header.len()), &Unchecked).unwrap();
         assert_eq!(r.inputs[0].data, Data::F32(vec![1.5, -2.0]));
         assert_eq!(r.inputs[1].data, Data::Bytes(vec![b"hi".to_vec()]));
         let out = vec![r.inputs[0].clone(), r.inputs[1].clone()];
@@ -640,12 +840,12 @@ mod tests {
     #[test]
     fn raw_binary_request_infers_the_dynamic_axis() {
         let body: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
-        let r = decode_raw(&body, "x", DataType::Fp32, &[-1, 3]).unwrap();
+        let r = decode_raw(&body, "x", DataType::Fp32, &[-1, 3], &Unchecked).unwrap();
         assert_eq!(r.inputs[0].shape, vec![2, 3]);
         assert!(r.binary_output);
-        assert!(decode_raw(&body[..5], "x", DataType::Fp32, &[-1, 3]).is_err());
-        assert!(decode_raw(&body, "x", DataType::Bytes, &[-1]).is_err());
-        assert!(decode_raw(&body, "x", DataType::Fp32, &[-1, -1]).is_err());
+        assert!(decode_raw(&body[..5], "x", DataType::Fp32, &[-1, 3], &Unchecked).is_err());
+        assert!(decode_raw(&body, "x", DataType::Bytes, &[-1], &Unchecked).is_err());
+        assert!(decode_raw(&body, "x", DataType::Fp32, &[-1, -1], &Unchecked).is_err());
     }
 
     #[test]
@@ -654,11 +854,11 @@ mod tests {
         let mut body = header.to_vec();
         body.extend_from_slice(&[0u8; 4]);
         assert!(matches!(
-            decode(&body, Some(header.len())),
+            decode(&body, Some(header.len()), &Unchecked),
             Err(ModelError::Invalid { .. })
         ));
         assert!(matches!(
-            decode(&body, Some(body.len() + 1)),
+            decode(&body, Some(body.len() + 1), &Unchecked),
             Err(ModelError::Invalid { .. })
         ));
     }

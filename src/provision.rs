@@ -40,6 +40,19 @@ pub struct Provisioned {
     pub ca_cert: PathBuf,
     pub token_private_key: PathBuf,
     pub token_key_id: String,
+    /// The `aud` bearer tokens for this device must carry (its first DNS name).
+    pub audience: String,
+}
+
+/// The device's name as tokens address it: the first DNS name among `names` (the
+/// certificate's), else `localhost`. A token minted for one device then does not open
+/// another that trusts the same station key.
+pub fn device_audience(names: &[String]) -> String {
+    names
+        .iter()
+        .find(|n| n.parse::<std::net::IpAddr>().is_err())
+        .cloned()
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Options for `init`.
@@ -153,6 +166,7 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).map_err(|e| write_err(&path, e))?;
     }
+    let audience = device_audience(&opts.names);
     let (ca_pem, chain_pem, key_pem) = issue_tls(&opts.names)?;
     write_atomic(&dir.join("tls/ca.pem"), ca_pem.as_bytes(), 0o644)?;
     write_atomic(&dir.join("tls/cert.pem"), chain_pem.as_bytes(), 0o644)?;
@@ -192,9 +206,12 @@ key = "tls/key.pem"
 
 [limits]
 max_connections = 256
+max_connections_per_ip = 64       # per client address (IPv6: per /64); via trusted proxies, per forwarded client
 max_body_bytes = 4194304
+max_inflight_body_bytes = 16777216 # request bodies held at once, all connections together; beyond: 503
 header_timeout_ms = 10000
 idle_timeout_ms = 30000
+queue_timeout_ms = 10000          # longest wait for inference (a caller over max_in_flight_per_caller waits its turn)
 
 [models]
 dir = {models}
@@ -202,6 +219,7 @@ dir = {models}
 [auth]
 api_keys_file = "api_keys.toml"
 jwt_keys_dir = "token/trusted"      # one <kid>.pem per trusted signer
+audience = {audience}               # tokens must name this device in aud (POST /token sets it)
 revocations_file = "revocations.toml"
 signing_key = "token/signing-key.pem" # enables POST /token
 clients_file = "clients.toml"
@@ -224,6 +242,7 @@ level = "info"
 "#,
         listen = toml::Value::String(opts.listen.clone()),
         models = toml::Value::String(models.display().to_string()),
+        audience = toml::Value::String(audience.clone()),
     );
     let config_path = dir.join("inferd.toml");
     write_atomic(&config_path, config.as_bytes(), 0o640)?;
@@ -233,6 +252,7 @@ level = "info"
         ca_cert: dir.join("tls/ca.pem"),
         token_private_key: dir.join("token/signing-key.pem"),
         token_key_id: kid,
+        audience,
     })
 }
 

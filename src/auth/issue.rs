@@ -42,6 +42,38 @@ pub struct TokenIssuer {
     audience: Option<String>,
 }
 
+/// The largest `POST /token` body taken: a client-credentials form is under 1 KiB.
+pub const MAX_FORM_BYTES: usize = 4096;
+
+/// The most form parameters a `POST /token` body may carry (it needs at most four).
+pub const MAX_FORM_PAIRS: usize = 32;
+
+/// The parameters of a client credentials request (RFC 6749 §4.4.2, §2.3.1).
+const KNOWN: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+
+/// Parses a `POST /token` form body in bounded memory: at most `MAX_FORM_BYTES` and
+/// `MAX_FORM_PAIRS` pairs; only the parameters the grant reads are kept (RFC 6749 §3.1:
+/// others are ignored), each a copy of at most the body's bytes.
+pub fn form_params(body: &[u8]) -> Result<Vec<(String, String)>, GrantError> {
+    if body.len() > MAX_FORM_BYTES {
+        return Err(GrantError::InvalidRequest(format!(
+            "form body over {MAX_FORM_BYTES} bytes"
+        )));
+    }
+    let mut kept = Vec::new();
+    for (i, (name, value)) in form_urlencoded::parse(body).enumerate() {
+        if i == MAX_FORM_PAIRS {
+            return Err(GrantError::InvalidRequest(format!(
+                "more than {MAX_FORM_PAIRS} form parameters"
+            )));
+        }
+        if KNOWN.contains(&name.as_ref()) {
+            kept.push((name.into_owned(), value.into_owned()));
+        }
+    }
+    Ok(kept)
+}
+
 /// Client credentials as presented: from HTTP Basic, or from the form body.
 pub struct ClientAuth {
     pub id: String,
@@ -65,6 +97,12 @@ impl TokenIssuer {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
         })
+    }
+
+    /// Whether the last reload of the clients file failed (its previous contents stay in
+    /// force).
+    pub fn reload_failing(&self) -> bool {
+        self.clients.failure().is_some()
     }
 
     /// Decides a client credentials request. `form` holds the body's parameters in order;

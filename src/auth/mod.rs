@@ -276,6 +276,19 @@ impl Authenticator {
         self.tokens.as_ref().map(|t| t.get().jwks())
     }
 
+    /// The auth files whose last reload failed (their previous contents stay in force),
+    /// by name: `api_keys`, `token_keys_or_revocations`.
+    pub fn reload_failures(&self) -> Vec<&'static str> {
+        let mut failing = Vec::new();
+        if self.keys.failure().is_some() {
+            failing.push("api_keys");
+        }
+        if self.tokens.as_ref().is_some_and(|t| t.failure().is_some()) {
+            failing.push("token_keys_or_revocations");
+        }
+        failing
+    }
+
     /// Re-reads every auth file now (SIGHUP); a broken one keeps its old state.
     pub fn reload_now(&self) {
         self.keys.reload_now();

@@ -32,6 +32,8 @@ pub struct Watched<T> {
     load: Loader<T>,
     current: RwLock<Arc<T>>,
     state: Mutex<(Instant, Stamp)>,
+    /// Why the last reload failed, while the previous value stays in force.
+    failure: Mutex<Option<String>>,
 }
 
 impl<T> Watched<T> {
@@ -50,6 +52,7 @@ impl<T> Watched<T> {
             load,
             current: RwLock::new(Arc::new(value)),
             state: Mutex::new((Instant::now(), stamped)),
+            failure: Mutex::new(None),
         })
     }
 
@@ -58,6 +61,16 @@ impl<T> Watched<T> {
         self.refresh(false);
         self.current
             .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Why the last reload failed (the previous value is still in force), checking the
+    /// files first if a second has passed; `None` when the files loaded.
+    pub fn failure(&self) -> Option<String> {
+        self.refresh(false);
+        self.failure
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
@@ -80,16 +93,21 @@ impl<T> Watched<T> {
             return;
         }
         state.1 = now;
-        match (self.load)() {
+        let failure = match (self.load)() {
             Ok(value) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
                 log::info!("reloaded {}", self.what);
+                None
             }
-            Err(e) => log::error!(
-                "reload of {} failed, keeping the previous one: {e}",
-                self.what
-            ),
-        }
+            Err(e) => {
+                log::error!(
+                    "reload of {} failed, keeping the previous one: {e}",
+                    self.what
+                );
+                Some(e.to_string())
+            }
+        };
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
     }
 }
 
@@ -122,8 +140,13 @@ mod tests {
         std::fs::write(&file, "22").unwrap();
         w.reload_now();
         assert_eq!(*w.get(), 22);
+        assert_eq!(w.failure(), None);
         std::fs::write(&file, "not a number").unwrap();
         w.reload_now();
         assert_eq!(*w.get(), 22);
+        assert!(w.failure().is_some_and(|f| f.contains("invalid digit")));
+        std::fs::write(&file, "3").unwrap();
+        w.reload_now();
+        assert_eq!((*w.get(), w.failure()), (3, None));
     }
 }

@@ -4,10 +4,10 @@
 //! responses in order (keep-alive and pipelining).
 
 use super::error::{ApiError, HttpError};
-use super::parse::{self, Framing, Head, HeadLimits};
+use super::parse::{self, ChunkedDecoder, Framing, Head, HeadLimits};
 use super::request::{ConnInfo, Request};
 use super::response::Response;
-use super::server::{Handler, Settings, Shared};
+use super::server::{BodyGrant, Handler, Settings, Shared, Slot, Verdict};
 use super::tls::{TlsAcceptor, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -62,6 +62,15 @@ impl Stream {
         match tls {
             None => Ok(Stream::Plain(tcp)),
             Some(acceptor) => Ok(Stream::Tls(Box::new(acceptor.accept(tcp, deadline)?))),
+        }
+    }
+
+    /// Caps the bytes read off the wire from now on (TLS records included, so records that
+    /// carry little or no data count); past it reads fail with `FileTooLarge`. Plain TCP
+    /// needs no such cap: every byte it reads is one the caller counts.
+    pub(crate) fn limit_wire_bytes(&mut self, budget: u64) {
+        if let Stream::Tls(tls) = self {
+            tls.limit_wire_bytes(budget);
         }
     }
 
@@ -129,16 +138,24 @@ impl Stream {
     }
 }
 
-/// Serves requests on one accepted connection until it closes, times out or the server
-/// shuts down (then it finishes the request in flight and closes).
+/// Bytes on the wire a request head may take beyond its own bytes: TLS record framing,
+/// and records that carry nothing (empty records, alerts, key updates). Beyond it the head
+/// is refused like an oversized one (431).
+fn head_wire_budget(settings: &Settings) -> u64 {
+    2 * settings.max_header_bytes as u64 + 16 * 1024
+}
+
+/// Serves requests on one accepted connection until it closes, times out, is evicted or
+/// the server shuts down (then it finishes the request in flight and closes).
 pub(crate) fn serve(
     mut stream: Stream,
     conn: ConnInfo,
     accepted: Instant,
     settings: &Settings,
     handler: &dyn Handler,
-    shared: &Shared,
+    slot: &Slot,
 ) {
+    let shared = slot.shared();
     let limits = HeadLimits {
         max_header_bytes: settings.max_header_bytes,
         max_headers: settings.max_headers,
@@ -154,9 +171,14 @@ pub(crate) fn serve(
         } else {
             Instant::now() + settings.idle_timeout
         };
+        stream.limit_wire_bytes(head_wire_budget(settings));
         match await_request(&mut stream, &mut buf, wait_until, shared, !first) {
             Ok(true) => {}
             Ok(false) => return stream.close(),
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                let err = HttpError::HeadersTooLarge;
+                return reject(stream, err, &conn, settings, handler, false);
+            }
             Err(_) if first => {
                 return reject(stream, HttpError::Timeout, &conn, settings, handler, false);
             }
@@ -173,6 +195,10 @@ pub(crate) fn serve(
             Ok(None) => return stream.close(),
             Err(err) => return reject(stream, err, &conn, settings, handler, false),
         };
+        if !slot.begin_request() {
+            // Evicted while its head arrived: the accept loop gave the slot away.
+            return stream.close();
+        }
         let head_only = head.method == "HEAD";
         let Prepared {
             mut request,
@@ -183,28 +209,51 @@ pub(crate) fn serve(
             Ok(prepared) => prepared,
             Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
         };
+        let forwarded = match slot.is_proxy() {
+            true => handler.forwarded_client(&request),
+            false => None,
+        };
+        let _claim = match forwarded.map(|client| slot.claim(client)) {
+            Some(Err(())) => {
+                let err = HttpError::TooManyConnections;
+                return reject(stream, err, &conn, settings, handler, head_only);
+            }
+            Some(Ok(claim)) => claim,
+            None => None,
+        };
         // Refusals decided from the head (unknown route, bad method, no credentials) are
         // answered before the body is read or 100-continue is sent. A refused request with a
         // body ends the connection: its unread body would be taken for the next request.
-        if let Some(response) = guarded_mut(&mut request, |r| handler.admit(r)) {
-            let keep_alive = keep_alive && framing == Framing::NoBody && !shared.stopping();
-            if write(&mut stream, &response, head_only, keep_alive, settings).is_err()
-                || !keep_alive
-            {
-                return stream.close();
+        let max_body = match admit(handler, &mut request) {
+            Verdict::Answer(response) => {
+                let keep_alive = keep_alive && !framing.has_body() && !shared.stopping();
+                let written = write(&mut stream, &response, head_only, keep_alive, settings);
+                slot.end_request();
+                if written.is_err() || !keep_alive {
+                    return stream.close();
+                }
+                continue;
             }
-            continue;
-        }
-        if let Framing::Length(len) = framing {
-            match read_body(&mut stream, &mut buf, len, expects_continue, settings) {
-                Ok(body) => request.body = body,
-                Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
-            }
-        }
+            Verdict::Proceed { max_body } => max_body.min(settings.max_body_bytes),
+        };
+        let body = Body {
+            framing,
+            max_body,
+            expects_continue,
+        };
+        let (body, _grant) = match read_body(&mut stream, &mut buf, body, settings, shared) {
+            Ok(read) => read,
+            Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
+        };
+        request.body = body;
         let response =
             guarded(&request, |r| Some(handler.handle(r))).unwrap_or_else(|| Response::empty(500));
+        // The body's memory goes back to the budget with the grant, once the request is gone.
+        drop(request);
         let keep_alive = keep_alive && !shared.stopping();
-        if write(&mut stream, &response, head_only, keep_alive, settings).is_err() || !keep_alive {
+        let written = write(&mut stream, &response, head_only, keep_alive, settings);
+        slot.end_request();
+        if written.is_err() || !keep_alive {
             return stream.close();
         }
         // Do not keep a large body's buffer for the life of an idle connection.
@@ -214,31 +263,22 @@ pub(crate) fn serve(
 
 /// Runs handler code, turning a panic into a 500 that names nothing internal.
 fn guarded(request: &Request, f: impl FnOnce(&Request) -> Option<Response>) -> Option<Response> {
-    catch_unwind(AssertUnwindSafe(|| f(request))).unwrap_or_else(|_| {
-        Some(
-            ApiError::Internal(format!(
-                "handler panicked on {} {}",
-                request.method, request.path
-            ))
-            .into_response(),
-        )
-    })
+    catch_unwind(AssertUnwindSafe(|| f(request))).unwrap_or_else(|_| Some(panicked(request)))
 }
 
-/// `guarded` for the admission step, which may record its decision in the request.
-fn guarded_mut(
-    request: &mut Request,
-    f: impl FnOnce(&mut Request) -> Option<Response>,
-) -> Option<Response> {
-    match catch_unwind(AssertUnwindSafe(|| f(request))) {
-        Ok(answer) => answer,
-        Err(_) => Some(
-            ApiError::Internal(format!(
-                "handler panicked on {} {}",
-                request.method, request.path
-            ))
-            .into_response(),
-        ),
+fn panicked(request: &Request) -> Response {
+    ApiError::Internal(format!(
+        "handler panicked on {} {}",
+        request.method, request.path
+    ))
+    .into_response()
+}
+
+/// The admission step, which may record its decision in the request; a panic is a 500.
+fn admit(handler: &dyn Handler, request: &mut Request) -> Verdict {
+    match catch_unwind(AssertUnwindSafe(|| handler.admit(request))) {
+        Ok(verdict) => verdict,
+        Err(_) => Verdict::Answer(panicked(request)),
     }
 }
 
@@ -275,7 +315,7 @@ fn await_request(
     Ok(true)
 }
 
-/// Answers a request the HTTP layer refused, logs it, and closes.
+/// Answers a request the HTTP layer refused, lets the handler count and log it, and closes.
 fn reject(
     mut stream: Stream,
     err: HttpError,
@@ -286,8 +326,7 @@ fn reject(
 ) {
     let reason = err.to_string();
     let response = ApiError::from(err).into_response();
-    handler.refused(response.status());
-    log::info!(target: "inferd::access", "- - {} peer={} principal=- ({reason})", response.status(), conn.peer);
+    handler.refused(response.status(), conn.peer, &reason);
     let _ = write(&mut stream, &response, head_only, false, settings);
     stream.close();
 }
@@ -327,16 +366,28 @@ fn fill(
 fn io_error(e: io::Error) -> HttpError {
     match e.kind() {
         io::ErrorKind::TimedOut => HttpError::Timeout,
+        // The wire budget of a head (TLS records that carry little or nothing).
+        io::ErrorKind::FileTooLarge => HttpError::HeadersTooLarge,
         _ => HttpError::BadRequest(format!("connection error: {e}")),
+    }
+}
+
+fn body_io_error(e: io::Error) -> HttpError {
+    match e.kind() {
+        // The wire budget of a body: far more TLS bytes than the data they carry.
+        io::ErrorKind::FileTooLarge => HttpError::PayloadTooLarge,
+        _ => io_error(e),
     }
 }
 
 /// Reads one request head, leaving what follows it in `buf`. `Ok(None)`: the client closed
 /// between requests.
 ///
-/// Linear in the bytes received: the head is only re-parsed when a chunk brings a line end
-/// (the head cannot be complete otherwise), blank lines before a request are skipped as they
-/// arrive (RFC 9112 §2.2), and the size caps are checked on every chunk.
+/// Linear in the bytes received: empty lines before the request line (RFC 9112 §2.2) are
+/// dropped as they arrive and count against the header cap; the end of the head is searched
+/// for only in bytes not searched before; the head is parsed at most three times (when its
+/// first bytes arrive and when its request line is complete, to refuse garbage early, and
+/// once when it is whole).
 fn read_head(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
@@ -344,27 +395,40 @@ fn read_head(
     limits: &HeadLimits,
 ) -> Result<Option<Head>, HttpError> {
     let mut chunk = [0u8; 8192];
-    let mut line_end_seen = buf.contains(&b'\n');
-    let mut try_parse = !buf.is_empty();
+    let mut skipped = 0usize;
+    let mut searched = 0usize;
+    let mut probed = false;
+    let mut line_parsed = false;
+    let mut line_ended = buf.contains(&b'\n');
     loop {
-        loop {
-            let skip = if buf.starts_with(b"\r\n") {
-                2
-            } else if buf.starts_with(b"\n") {
-                1
-            } else {
-                break;
-            };
-            buf.drain(..skip);
+        let empty = parse::leading_empty_lines(buf);
+        if empty > 0 {
+            buf.drain(..empty);
+            skipped += empty;
+            searched = 0;
+            line_ended = buf.contains(&b'\n');
         }
-        if try_parse && !buf.is_empty() {
-            if let Some((head, len)) = parse::parse_head(buf, limits)? {
-                buf.drain(..len);
-                return Ok(Some(head));
+        if let Some(end) = parse::head_end(buf, searched) {
+            let Some((head, len)) = parse::parse_head(&buf[..end], limits)? else {
+                return Err(HttpError::BadRequest("incomplete request head".into()));
+            };
+            if skipped + len > limits.max_header_bytes {
+                return Err(HttpError::HeadersTooLarge);
             }
-        } else if !line_end_seen && buf.len() > limits.max_request_line {
+            buf.drain(..len);
+            return Ok(Some(head));
+        }
+        searched = buf.len();
+        // Parse what there is once when the first bytes arrive and once when the request
+        // line is complete: garbage and overlong lines are refused then, not at the cap.
+        if (!probed && !buf.is_empty()) || (line_ended && !line_parsed) {
+            parse::parse_head(buf, limits)?;
+            probed = !buf.is_empty();
+            line_parsed = line_ended;
+        } else if !line_ended && buf.len() > limits.max_request_line {
             return Err(HttpError::UriTooLong);
-        } else if buf.len() > limits.max_header_bytes {
+        }
+        if skipped + buf.len() > limits.max_header_bytes {
             return Err(HttpError::HeadersTooLarge);
         }
         let n = stream.read(&mut chunk, deadline).map_err(io_error)?;
@@ -377,8 +441,7 @@ fn read_head(
                 ))
             };
         }
-        try_parse = chunk[..n].contains(&b'\n');
-        line_end_seen |= try_parse;
+        line_ended |= chunk[..n].contains(&b'\n');
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -412,14 +475,81 @@ fn prepare(head: Head, settings: &Settings, conn: &ConnInfo) -> Result<Prepared,
     })
 }
 
-/// Reads a body of `len` bytes within the body deadline, after `100 Continue` if asked.
-fn read_body(
+/// What the body of an admitted request may be.
+struct Body {
+    framing: Framing,
+    /// The route's cap, within `max_body_bytes`.
+    max_body: usize,
+    expects_continue: bool,
+}
+
+/// Reads the body within its route's cap, the body budget and the body deadline, after
+/// `100 Continue` if asked. The grant holds the body's bytes of the budget until dropped.
+fn read_body<'s>(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
-    len: usize,
+    body: Body,
+    settings: &Settings,
+    shared: &'s Shared,
+) -> Result<(Vec<u8>, Option<BodyGrant<'s>>), HttpError> {
+    let deadline = Instant::now() + settings.body_timeout;
+    match body.framing {
+        Framing::NoBody => Ok((Vec::new(), None)),
+        Framing::Length(len) if len > body.max_body => {
+            Err(HttpError::RouteBodyTooLarge(body.max_body))
+        }
+        Framing::Length(len) => {
+            let grant = shared.take_body(len).ok_or(HttpError::BodyBudget)?;
+            send_continue(stream, buf, body.expects_continue, settings)?;
+            stream.limit_wire_bytes(2 * len as u64 + 16 * 1024);
+            buf.reserve_exact(len.saturating_sub(buf.len()));
+            if !fill(stream, buf, deadline, len).map_err(body_io_error)? {
+                return Err(HttpError::BadRequest("connection closed mid-body".into()));
+            }
+            // The body is the front of `buf`; what follows it (pipelined requests) stays.
+            let rest = buf.split_off(len);
+            Ok((std::mem::replace(buf, rest), Some(grant)))
+        }
+        Framing::Chunked => {
+            let mut grant = shared.take_body(0).ok_or(HttpError::BodyBudget)?;
+            send_continue(stream, buf, body.expects_continue, settings)?;
+            stream.limit_wire_bytes(2 * body.max_body as u64 + 16 * 1024);
+            let mut decoder = ChunkedDecoder::new(body.max_body, settings.max_header_bytes);
+            let mut out = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                // Decoded data never outgrows its input: hold room for all of `buf` first,
+                // doubling so that the copies stay linear.
+                let need = (out.len() + buf.len()).min(body.max_body);
+                if need > out.capacity() {
+                    let room = need.max(2 * out.capacity()).min(body.max_body);
+                    if !grant.grow_to(room) {
+                        return Err(HttpError::BodyBudget);
+                    }
+                    out.reserve_exact(room - out.len());
+                }
+                let used = decoder.feed(buf, &mut out)?;
+                buf.drain(..used);
+                if decoder.is_done() {
+                    return Ok((out, Some(grant)));
+                }
+                let n = stream.read(&mut chunk, deadline).map_err(body_io_error)?;
+                if n == 0 {
+                    return Err(HttpError::BadRequest("connection closed mid-body".into()));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Sends `100 Continue` when the client waits for it and has sent no body byte yet.
+fn send_continue(
+    stream: &mut Stream,
+    buf: &[u8],
     expects_continue: bool,
     settings: &Settings,
-) -> Result<Vec<u8>, HttpError> {
+) -> Result<(), HttpError> {
     if expects_continue && buf.is_empty() {
         stream
             .write_all(
@@ -428,12 +558,5 @@ fn read_body(
             )
             .map_err(io_error)?;
     }
-    buf.reserve_exact(len.saturating_sub(buf.len()));
-    let deadline = Instant::now() + settings.body_timeout;
-    if !fill(stream, buf, deadline, len).map_err(io_error)? {
-        return Err(HttpError::BadRequest("connection closed mid-body".into()));
-    }
-    // The body is the front of `buf`; what follows it (pipelined requests) stays.
-    let rest = buf.split_off(len);
-    Ok(std::mem::replace(buf, rest))
+    Ok(())
 }

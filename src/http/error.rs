@@ -25,12 +25,34 @@ pub enum HttpError {
     /// Content-Length above `max_body_bytes`; decided before reading the body.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A body larger than its route takes (0: the route takes none, e.g. every GET);
+    /// decided from Content-Length before reading, or while decoding a chunked body.
+    #[error("{}", route_body_message(*.0))]
+    RouteBodyTooLarge(usize),
+    /// A transfer coding other than chunked (RFC 9112 §6.1: 501).
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    /// The client's address already holds its share of connections (or, through a
+    /// trusted proxy, of requests in progress).
+    #[error("too many connections from this address, retry later")]
+    TooManyConnections,
+    /// Request bodies in flight across all connections already hold the memory budget
+    /// (`max_inflight_body_bytes`); decided before reading the body.
+    #[error("server busy reading other requests, retry later")]
+    BodyBudget,
     /// An `Expect` other than `100-continue`.
     #[error("unsupported Expect header")]
     ExpectationFailed,
     /// The head or body did not arrive before its deadline.
     #[error("request not complete in time")]
     Timeout,
+}
+
+fn route_body_message(limit: usize) -> String {
+    match limit {
+        0 => "this route takes no request body".into(),
+        n => format!("request body too large: this route takes at most {n} bytes"),
+    }
 }
 
 /// An error answer to a request; `into_response` renders it.
@@ -100,6 +122,10 @@ impl ApiError {
             E::Http(H::HeadersTooLarge) => (431, "headers_too_large", self.to_string()),
             E::Http(H::LengthRequired) => (411, "length_required", self.to_string()),
             E::Http(H::PayloadTooLarge) => (413, "payload_too_large", self.to_string()),
+            E::Http(H::RouteBodyTooLarge(_)) => (413, "payload_too_large", self.to_string()),
+            E::Http(H::NotImplemented(_)) => (501, "not_implemented", self.to_string()),
+            E::Http(H::TooManyConnections) => (503, "too_many_connections", self.to_string()),
+            E::Http(H::BodyBudget) => (503, "overloaded", self.to_string()),
             E::Http(H::ExpectationFailed) => (417, "expectation_failed", self.to_string()),
             E::Http(H::Timeout) => (408, "request_timeout", self.to_string()),
             E::NotFound(m) => (404, "not_found", m.clone()),
@@ -113,7 +139,27 @@ impl ApiError {
             E::Unprocessable { code, message } => (422, code, message.clone()),
             E::Overloaded => (503, "overloaded", self.to_string()),
             E::Starting => (503, "starting", self.to_string()),
-            E::RateLimited(_) => (429, "rate_limited", self.to_string()),
+            E::RateLimited(l) => match l.reason {
+                "too_many_clients" => (
+                    429,
+                    "too_many_clients",
+                    format!(
+                        "too many clients for the rate limiter to track, retry in {} s",
+                        l.retry_after_secs()
+                    ),
+                ),
+                // Waiting would not help: the request alone costs more than the burst.
+                "cost_exceeds_burst" => (
+                    422,
+                    "cost_exceeds_quota",
+                    format!(
+                        "this request costs more quota units than the \"{}\" policy's \
+                         burst allows at once; send a smaller batch or shorter texts",
+                        l.standing.policy
+                    ),
+                ),
+                _ => (429, "rate_limited", self.to_string()),
+            },
             E::OAuth {
                 status,
                 error,
@@ -172,8 +218,14 @@ impl ApiError {
                 "www-authenticate",
                 format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
-            ApiError::Overloaded => response.with_header("retry-after", "1"),
+            ApiError::Overloaded
+            | ApiError::Http(HttpError::TooManyConnections | HttpError::BodyBudget) => {
+                response.with_header("retry-after", "1")
+            }
             ApiError::Starting => response.with_header("retry-after", "5"),
+            ApiError::RateLimited(limited) if limited.reason == "cost_exceeds_burst" => {
+                response.with_header("ratelimit-policy", limited.standing.policy_header())
+            }
             // draft-ietf-httpapi-ratelimit-headers: the policy and where the client stands.
             ApiError::RateLimited(limited) => response
                 .with_header("retry-after", limited.retry_after_secs().to_string())

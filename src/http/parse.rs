@@ -73,6 +73,45 @@ impl Head {
 pub enum Framing {
     NoBody,
     Length(usize),
+    /// `Transfer-Encoding: chunked` (RFC 9112 §7.1): the length is known only at the end.
+    Chunked,
+}
+
+impl Framing {
+    /// Whether a body follows the head.
+    pub fn has_body(self) -> bool {
+        self != Framing::NoBody
+    }
+}
+
+/// Where the head that starts `buf` ends (just past its empty line), searching from
+/// `from` on: callers pass how far they searched before, so that a head arriving in many
+/// pieces is scanned once in all, not once per piece.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(2);
+    let mut i = start;
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + pos;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// How many bytes of empty lines (CRLF or a bare LF) start `buf`: RFC 9112 §2.2 lets a
+/// server skip them before a request line. A lone trailing CR is left for the next read.
+pub fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match (buf.get(i), buf.get(i + 1)) {
+            (Some(b'\n'), _) => i += 1,
+            (Some(b'\r'), Some(b'\n')) => i += 2,
+            _ => return i,
+        }
+    }
 }
 
 /// Tries to parse a complete head from the start of `buf`.
@@ -143,6 +182,12 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize
 /// outright: a proxy in front of us might frame them differently (request smuggling).
 pub fn framing(head: &Head, max_body: usize) -> Result<Framing, HttpError> {
     let has_te = head.header("transfer-encoding").is_some();
+    if has_te && head.minor_version == 0 {
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        return Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request".into(),
+        ));
+    }
     let mut length: Option<u64> = None;
     for value in head.headers_named("content-length") {
         for part in value.split(',') {
@@ -165,7 +210,7 @@ pub fn framing(head: &Head, max_body: usize) -> Result<Framing, HttpError> {
         (true, Some(_)) => Err(HttpError::BadRequest(
             "Content-Length together with Transfer-Encoding".into(),
         )),
-        (true, None) => Err(HttpError::LengthRequired),
+        (true, None) => transfer_coding(head),
         (false, Some(n)) if n > max_body as u64 => Err(HttpError::PayloadTooLarge),
         (false, Some(0)) => Ok(Framing::NoBody),
         // Bounded by max_body just above, so it fits in usize.
@@ -175,6 +220,162 @@ pub fn framing(head: &Head, max_body: usize) -> Result<Framing, HttpError> {
         }
         (false, None) => Ok(Framing::NoBody),
     }
+}
+
+/// The transfer codings of a request: exactly `chunked` is decoded; `chunked` after
+/// another coding is one we do not implement (501); anything that does not end in
+/// `chunked`, or applies it twice, leaves the body length unknowable (400, RFC 9112 §6.3).
+fn transfer_coding(head: &Head) -> Result<Framing, HttpError> {
+    let codings: Vec<String> = head
+        .headers_named("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim_matches([' ', '\t']).to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let chunked = codings.iter().filter(|c| c.as_str() == "chunked").count();
+    match codings.last().map(String::as_str) {
+        Some("chunked") if chunked == 1 && codings.len() == 1 => Ok(Framing::Chunked),
+        Some("chunked") if chunked == 1 => Err(HttpError::NotImplemented(format!(
+            "transfer coding {} (only chunked is decoded)",
+            codings[0]
+        ))),
+        _ => Err(HttpError::BadRequest(
+            "Transfer-Encoding must end in chunked, applied once".into(),
+        )),
+    }
+}
+
+/// Longest chunk-size line (size, extensions, CRLF) we wait for.
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// An incremental decoder of a chunked request body (RFC 9112 §7.1): feed it bytes as they
+/// arrive, it appends the chunk data to `out`. Caps: `max_body` decoded bytes (413),
+/// `max_trailer` bytes of trailer fields (431, which are read and dropped), chunk-size lines
+/// of at most 1 KiB. Work and memory are linear in the bytes fed; nothing is sized from a
+/// chunk size before its bytes arrive.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    decoded: usize,
+    trailer: usize,
+    max_body: usize,
+    max_trailer: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many data bytes of the current chunk are still to come.
+    Data(usize),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields until an empty line.
+    Trailer,
+    Done,
+}
+
+impl ChunkedDecoder {
+    pub fn new(max_body: usize, max_trailer: usize) -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            decoded: 0,
+            trailer: 0,
+            max_body,
+            max_trailer,
+        }
+    }
+
+    /// Whether the last chunk and the trailer section have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes what it can of `input`, appending data to `out`; returns how many bytes of
+    /// `input` it used. Bytes it did not use (an incomplete line) must be fed again with
+    /// more after them. Stops at the end of the body, leaving what follows unused.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, HttpError> {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            match self.state {
+                ChunkState::Done => return Ok(used),
+                ChunkState::Data(left) => {
+                    let n = left.min(rest.len());
+                    if n == 0 {
+                        return Ok(used);
+                    }
+                    out.extend_from_slice(&rest[..n]);
+                    used += n;
+                    self.state = match left - n {
+                        0 => ChunkState::DataEnd,
+                        more => ChunkState::Data(more),
+                    };
+                }
+                ChunkState::DataEnd => match rest {
+                    [b'\r', b'\n', ..] => {
+                        used += 2;
+                        self.state = ChunkState::Size;
+                    }
+                    [] | [b'\r'] => return Ok(used),
+                    _ => return Err(bad_chunk("chunk data not followed by CRLF")),
+                },
+                ChunkState::Size => {
+                    let Some(eol) = rest.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n')
+                    else {
+                        if rest.len() >= MAX_CHUNK_LINE {
+                            return Err(bad_chunk("chunk-size line too long"));
+                        }
+                        return Ok(used);
+                    };
+                    let line = &rest[..=eol];
+                    if !line.first().is_some_and(u8::is_ascii_hexdigit) {
+                        return Err(bad_chunk("chunk-size line without a size"));
+                    }
+                    let size = match httparse::parse_chunk_size(line) {
+                        Ok(httparse::Status::Complete((_, size))) => size,
+                        _ => return Err(bad_chunk("invalid chunk-size line")),
+                    };
+                    used += line.len();
+                    self.state = match size {
+                        0 => ChunkState::Trailer,
+                        n if n > (self.max_body - self.decoded) as u64 => {
+                            return Err(HttpError::PayloadTooLarge);
+                        }
+                        // At most max_body, so it fits.
+                        n => {
+                            self.decoded += n as usize;
+                            ChunkState::Data(n as usize)
+                        }
+                    };
+                }
+                ChunkState::Trailer => {
+                    let room = self.max_trailer.saturating_sub(self.trailer);
+                    let Some(eol) = rest.iter().take(room + 1).position(|&b| b == b'\n') else {
+                        if rest.len() > room {
+                            return Err(HttpError::HeadersTooLarge);
+                        }
+                        return Ok(used);
+                    };
+                    let line = &rest[..=eol];
+                    self.trailer += line.len();
+                    used += line.len();
+                    match line {
+                        b"\r\n" => self.state = ChunkState::Done,
+                        [.., b'\r', b'\n'] if !line.contains(&b':') => {
+                            return Err(bad_chunk("malformed trailer field"));
+                        }
+                        [.., b'\r', b'\n'] => {}
+                        _ => return Err(bad_chunk("trailer line not ended by CRLF")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bad_chunk(what: &str) -> HttpError {
+    HttpError::BadRequest(format!("chunked body: {what}"))
 }
 
 #[cfg(test)]
@@ -287,9 +488,33 @@ mod tests {
             framing_of("", "POST"),
             Err(HttpError::LengthRequired)
         ));
+        assert_eq!(
+            framing_of("Transfer-Encoding: chunked\r\n", "POST").unwrap(),
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing_of("Transfer-Encoding: Chunked , \r\n", "POST").unwrap(),
+            Framing::Chunked
+        );
         assert!(matches!(
-            framing_of("Transfer-Encoding: chunked\r\n", "POST"),
-            Err(HttpError::LengthRequired)
+            framing_of("Transfer-Encoding: gzip, chunked\r\n", "POST"),
+            Err(HttpError::NotImplemented(_))
+        ));
+        for bad in [
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "Transfer-Encoding: \r\n",
+        ] {
+            assert!(
+                matches!(framing_of(bad, "POST"), Err(HttpError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        let http10 = complete("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(
+            framing(&http10, 100),
+            Err(HttpError::BadRequest(_))
         ));
         assert!(matches!(
             framing_of(
@@ -318,6 +543,97 @@ mod tests {
             framing_of("Content-Length: 101\r\n", "POST"),
             Err(HttpError::PayloadTooLarge)
         ));
+    }
+
+    /// Feeds `input` in pieces of `step` bytes, as a socket might deliver it.
+    fn dechunk(input: &[u8], step: usize, max: usize) -> Result<(Vec<u8>, usize), HttpError> {
+        let mut d = ChunkedDecoder::new(max, 64);
+        let (mut out, mut pending, mut fed) = (Vec::new(), Vec::new(), 0);
+        while !d.is_done() {
+            if fed == input.len() {
+                return Err(HttpError::BadRequest("ran out".into()));
+            }
+            let end = (fed + step).min(input.len());
+            pending.extend_from_slice(&input[fed..end]);
+            fed = end;
+            let used = d.feed(&pending, &mut out)?;
+            pending.drain(..used);
+        }
+        Ok((out, input.len() - fed + pending.len()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_pieces() {
+        let body = b"5;ext=1\r\nhello\r\nA\r\n, world!!!\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        for step in [1, 2, 3, 7, 64] {
+            let (out, left) = dechunk(body, step, 100).unwrap();
+            assert_eq!(out, b"hello, world!!!", "step {step}");
+            assert_eq!(
+                left, 4,
+                "the next request's bytes stay unread (step {step})"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_framing_errors_and_caps() {
+        let bad = |body: &[u8]| dechunk(body, 3, 100).unwrap_err();
+        assert!(matches!(bad(b"\r\n0\r\n\r\n"), HttpError::BadRequest(_)));
+        assert!(matches!(bad(b"x\r\n"), HttpError::BadRequest(_)));
+        assert!(matches!(
+            bad(b"5\nhello\r\n0\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        assert!(matches!(
+            bad(b"5\r\nhelloXX0\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        assert!(matches!(
+            bad(b"0\r\nno colon\r\n\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        assert!(matches!(bad(b"0\r\n\n"), HttpError::BadRequest(_)));
+        // Over the body cap, refused from the size line before any data is taken.
+        assert!(matches!(bad(b"65\r\n"), HttpError::PayloadTooLarge));
+        assert!(matches!(
+            bad(
+                b"40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n40\r\n"
+            ),
+            HttpError::PayloadTooLarge
+        ));
+        assert!(matches!(
+            bad(b"fffffffffffffff\r\n"),
+            HttpError::PayloadTooLarge
+        ));
+        assert!(matches!(
+            bad(b"ffffffffffffffff0\r\n"),
+            HttpError::BadRequest(_)
+        ));
+        // Trailer fields beyond their cap, and a size line that never ends.
+        let trailer = format!("0\r\nX: {}\r\n\r\n", "t".repeat(80));
+        assert!(matches!(
+            bad(trailer.as_bytes()),
+            HttpError::HeadersTooLarge
+        ));
+        let endless = format!("1;{}", "e".repeat(2000));
+        assert!(matches!(bad(endless.as_bytes()), HttpError::BadRequest(_)));
+    }
+
+    #[test]
+    fn head_end_and_empty_lines() {
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", 0),
+            Some(27)
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\nrest", 0), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+        // Resuming a search just past where the last one stopped still finds a terminator
+        // split across reads.
+        let whole = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(head_end(whole, 26), Some(27));
+        assert_eq!(leading_empty_lines(b"\r\n\n\r\nGET"), 5);
+        assert_eq!(leading_empty_lines(b"\r\n\r"), 2);
+        assert_eq!(leading_empty_lines(b"GET"), 0);
     }
 
     #[test]

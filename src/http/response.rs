@@ -89,7 +89,15 @@ impl Response {
         for (name, value) in &self.headers {
             // Values are ours, but never let one break the framing.
             let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-            let _ = write!(out, "{name}: {value}\r\n");
+            match &**name {
+                // One Vary field, always naming Origin (a preflight adds its own fields).
+                "vary" if !value.split(',').any(|v| v.trim() == "origin") => {
+                    let _ = write!(out, "vary: origin, {value}\r\n");
+                }
+                _ => {
+                    let _ = write!(out, "{name}: {value}\r\n");
+                }
+            }
         }
         // No Content-Length on 1xx and 204 (RFC 9110 §8.6).
         if self.status >= 200 && self.status != 204 {
@@ -104,7 +112,10 @@ impl Response {
         if tls {
             out.extend_from_slice(b"strict-transport-security: max-age=31536000\r\n");
         }
-        out.extend_from_slice(b"vary: origin\r\nx-content-type-options: nosniff\r\n\r\n");
+        if self.header("vary").is_none() {
+            out.extend_from_slice(b"vary: origin\r\n");
+        }
+        out.extend_from_slice(b"x-content-type-options: nosniff\r\n\r\n");
         if !head_only {
             out.extend_from_slice(&self.body);
         }

@@ -8,11 +8,12 @@ use super::forwarded;
 use super::handlers;
 use super::request::Request;
 use super::response::Response;
+use super::server::Verdict;
 use crate::auth::{Principal, Scope};
 use crate::limiter::{RateLimited, Standing};
 use crate::{App, Appliance};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A resolved route, borrowing names from the path.
@@ -120,6 +121,26 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The largest body this route takes: none for every GET, a few KiB for `POST /token`
+    /// (a client-credentials form is under 1 KiB, and the route is open), and for inference
+    /// whatever `max_body_bytes` allows.
+    fn max_body(self) -> usize {
+        match self {
+            Route::Predict | Route::Infer { .. } => usize::MAX,
+            Route::Token => crate::auth::issue::MAX_FORM_BYTES,
+            Route::ModelMetadata { .. }
+            | Route::ModelReady { .. }
+            | Route::ServerMetadata
+            | Route::Live
+            | Route::Ready
+            | Route::Healthz
+            | Route::Readyz
+            | Route::Jwks
+            | Route::OpenApi
+            | Route::Metrics => 0,
+        }
+    }
+
     /// A low-cardinality label for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
@@ -146,17 +167,17 @@ pub struct Router {
 }
 
 impl crate::http::Handler for Router {
-    fn admit(&self, head: &mut Request) -> Option<Response> {
+    fn admit(&self, head: &mut Request) -> Verdict {
         let started = Instant::now();
         let Some(app) = self.appliance.app() else {
-            return Some(self.starting(head, started));
+            return Verdict::Answer(self.starting(head, started));
         };
-        let client = forwarded::client_addr(head, &app.trusted_proxies);
+        let client = forwarded::client_addr(head, &app.trusted_proxies, app.proxy_header);
         let answer = match authorize(&app, head, client) {
-            Ok(Decision::Proceed(mut admission)) => {
+            Ok(Decision::Proceed(mut admission, max_body)) => {
                 admission.app = Some(app);
                 head.admission = Some(admission);
-                return None;
+                return Verdict::Proceed { max_body };
             }
             Ok(Decision::Answer(response, standing)) => {
                 finish(&app, head, response, standing.as_ref(), client)
@@ -164,7 +185,7 @@ impl crate::http::Handler for Router {
             Err(e) => finish(&app, head, e.into_response(), None, client),
         };
         record(&app, head, &answer, None, client, started);
-        Some(answer)
+        Verdict::Answer(answer)
     }
 
     fn handle(&self, req: &Request) -> Response {
@@ -180,6 +201,18 @@ impl crate::http::Handler for Router {
         }
     }
 
+    fn is_proxy(&self, peer: IpAddr) -> bool {
+        self.appliance
+            .app()
+            .is_some_and(|app| forwarded::is_trusted(peer, &app.trusted_proxies))
+    }
+
+    fn forwarded_client(&self, head: &Request) -> Option<IpAddr> {
+        let app = self.appliance.app()?;
+        let client = forwarded::client_addr(head, &app.trusted_proxies, app.proxy_header);
+        (client != head.conn.peer.ip()).then_some(client)
+    }
+
     fn connection_opened(&self) {
         self.appliance.metrics.connection_opened();
     }
@@ -188,14 +221,25 @@ impl crate::http::Handler for Router {
         self.appliance.metrics.connection_closed();
     }
 
+    fn connection_evicted(&self, per_address: bool) {
+        self.appliance.metrics.connection_evicted(per_address);
+    }
+
     fn handshake_failed(&self) {
         self.appliance.metrics.tls_handshake_failed();
     }
 
-    fn refused(&self, status: u16) {
-        self.appliance
-            .metrics
-            .request("-", status, std::time::Duration::ZERO);
+    fn refused(&self, status: u16, peer: std::net::SocketAddr, reason: &str) {
+        let metrics = &self.appliance.metrics;
+        metrics.request("-", status, std::time::Duration::ZERO);
+        match self.appliance.log_budget.admit() {
+            Some(n) => log::info!(
+                target: "inferd::access",
+                "- - {status} peer={peer} principal=- ({reason}){}",
+                suppressed_note(n)
+            ),
+            None => metrics.log_suppressed(),
+        }
     }
 }
 
@@ -225,7 +269,6 @@ impl Router {
 }
 
 /// What the router decided from a request's head, for the handling of the whole request.
-#[derive(Clone)]
 pub struct Admission {
     /// The app snapshot the request was admitted with (set by the router's `admit`).
     pub app: Option<Arc<App>>,
@@ -233,15 +276,87 @@ pub struct Admission {
     pub principal: Option<Principal>,
     /// The client address (the peer, or what trusted proxies say).
     pub client: IpAddr,
-    /// Where the caller stands against its rate limit; `None` when limits are off.
-    pub standing: Option<Standing>,
+    /// Where the caller stands against its rate limit, updated when a handler charges the
+    /// request's cost; `None` when limits are off.
+    pub standing: Mutex<Option<Standing>>,
+}
+
+impl Clone for Admission {
+    fn clone(&self) -> Self {
+        Admission {
+            app: self.app.clone(),
+            principal: self.principal.clone(),
+            client: self.client,
+            standing: Mutex::new(self.standing()),
+        }
+    }
+}
+
+impl Admission {
+    fn new(principal: Option<Principal>, client: IpAddr, standing: Option<Standing>) -> Self {
+        Admission {
+            app: None,
+            principal,
+            client,
+            standing: Mutex::new(standing),
+        }
+    }
+
+    fn standing(&self) -> Option<Standing> {
+        self.standing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Charges what the request costs (batch items, text length) beyond the one unit its
+    /// admission took: 429 when the caller's quota cannot pay it now, 422 when it never
+    /// could (more than the burst).
+    pub fn charge(&self, app: &App, req: &Request, cost: u32) -> Result<(), ApiError> {
+        let Some(who) = &self.principal else {
+            return Ok(());
+        };
+        match app.limiter.charge_principal(who, cost.saturating_sub(1)) {
+            Ok(Some(standing)) => {
+                *self.standing.lock().unwrap_or_else(|p| p.into_inner()) = Some(standing);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(limited) => Err(limited_error(app, req, self.client, limited)),
+        }
+    }
+
+    /// Checks a scope known only from the body (`/predict` names its model there), with
+    /// the audit line a refusal gets.
+    pub fn require(&self, app: &App, req: &Request, scope: Scope) -> Result<(), ApiError> {
+        match &self.principal {
+            Some(p) if p.allows(scope) => Ok(()),
+            Some(p) => {
+                audit_scope(app, req, self.client, p);
+                Err(ApiError::Forbidden(scope.to_string()))
+            }
+            None => Err(ApiError::Forbidden(scope.to_string())),
+        }
+    }
+
+    /// Who the request is for, as the inference pool's per-caller cap counts: the
+    /// principal, else the client address.
+    pub fn caller(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        match &self.principal {
+            Some(p) => hasher.hash_one((p.method as u8, p.id.as_str())),
+            None => hasher.hash_one(self.client),
+        }
+    }
 }
 
 /// What `authorize` let through.
 enum Decision {
     /// Answered from the head alone (`OPTIONS`, CORS preflights).
     Answer(Response, Option<Standing>),
-    Proceed(Admission),
+    /// Read a body of at most this many bytes, then dispatch.
+    Proceed(Admission, usize),
 }
 
 /// Answers one request whose head `admit` let through (or, for requests built by hand,
@@ -249,21 +364,21 @@ enum Decision {
 pub fn route(app: &App, req: &Request) -> Response {
     let started = Instant::now();
     let client = req.admission.as_ref().map_or_else(
-        || forwarded::client_addr(req, &app.trusted_proxies),
+        || forwarded::client_addr(req, &app.trusted_proxies, app.proxy_header),
         |a| a.client,
     );
     let admitted = match &req.admission {
-        Some(a) => Ok(Decision::Proceed(a.clone())),
+        Some(a) => Ok(Decision::Proceed(a.clone(), usize::MAX)),
         None => authorize(app, req, client),
     };
     let (response, admission) = match admitted {
-        Ok(Decision::Proceed(a)) => (dispatch(app, req, &a), Some(a)),
+        Ok(Decision::Proceed(a, _)) => (dispatch(app, req, &a), Some(a)),
         Ok(Decision::Answer(response, _)) => (Ok(response), None),
         Err(e) => (Err(e), None),
     };
     let response = response.unwrap_or_else(ApiError::into_response);
-    let standing = admission.as_ref().and_then(|a| a.standing.as_ref());
-    let response = finish(app, req, response, standing, client);
+    let standing = admission.as_ref().and_then(Admission::standing);
+    let response = finish(app, req, response, standing.as_ref(), client);
     let who = admission.as_ref().and_then(|a| a.principal.as_ref());
     record(app, req, &response, who, client, started);
     response
@@ -274,7 +389,7 @@ impl std::fmt::Debug for Admission {
         f.debug_struct("Admission")
             .field("principal", &self.principal)
             .field("client", &self.client)
-            .field("standing", &self.standing)
+            .field("standing", &self.standing())
             .finish_non_exhaustive()
     }
 }
@@ -291,10 +406,7 @@ fn finish(
     let response = if response.status() == 401 {
         match app.limiter.record_failure(client) {
             Ok(()) => response,
-            Err(limited) => {
-                app.metrics.rate_limited(limited.standing.policy);
-                ApiError::RateLimited(Box::new(limited)).into_response()
-            }
+            Err(limited) => limited_error(app, req, client, limited).into_response(),
         }
     } else {
         response
@@ -312,6 +424,49 @@ fn finish(
     }
 }
 
+/// A rate-limit refusal, counted by policy and reason. The limiter running out of room
+/// for new clients (`too_many_clients`) is also logged: it means the device is tracking
+/// more addresses or callers than `max_tracked_keys`, which an operator should hear of.
+pub(crate) fn limited_error(
+    app: &App,
+    req: &Request,
+    client: IpAddr,
+    limited: RateLimited,
+) -> ApiError {
+    app.metrics
+        .rate_limited(limited.standing.policy, limited.reason);
+    if limited.reason == "too_many_clients"
+        && let Some(suppressed) = budgeted(app)
+    {
+        log::warn!(
+            "rate limit {}: max_tracked_keys reached, new client {client} ({} {}) refused \
+             until quiet ones are purged{}",
+            limited.standing.policy,
+            req.method,
+            req.path,
+            suppressed_note(suppressed)
+        );
+    }
+    ApiError::RateLimited(Box::new(limited))
+}
+
+/// Whether a line that a client without valid credentials caused may be logged now;
+/// `Some(n)`: yes, and `n` such lines were dropped before it.
+fn budgeted(app: &App) -> Option<u64> {
+    let admitted = app.log_budget.admit();
+    if admitted.is_none() {
+        app.metrics.log_suppressed();
+    }
+    admitted
+}
+
+fn suppressed_note(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} similar lines suppressed before this one)"),
+    }
+}
+
 /// The request's metrics and access line.
 fn record(
     app: &App,
@@ -324,33 +479,41 @@ fn record(
     let route = Route::resolve(&req.path).map_or("unmatched", |(r, _)| r.label());
     app.metrics
         .request(route, response.status(), started.elapsed());
-    if app.log.access {
-        let via = if client == req.conn.peer.ip() {
-            String::new()
-        } else {
-            format!(" client={client}")
-        };
-        log::info!(
-            target: "inferd::access",
-            "{} {} {} {}us peer={}{via} principal={}",
-            req.method,
-            req.path,
-            response.status(),
-            started.elapsed().as_micros(),
-            req.conn.peer,
-            who.map_or("-", |p| p.id.as_str())
-        );
+    if !app.log.access {
+        return;
     }
+    // Lines of callers without credentials are budgeted; a caller's own lines are bounded
+    // by its quota.
+    let suppressed = match who {
+        Some(_) => 0,
+        None => match budgeted(app) {
+            Some(n) => n,
+            None => return,
+        },
+    };
+    let via = if client == req.conn.peer.ip() {
+        String::new()
+    } else {
+        format!(" client={client}")
+    };
+    log::info!(
+        target: "inferd::access",
+        "{} {} {} {}us peer={}{via} principal={}{}",
+        req.method,
+        req.path,
+        response.status(),
+        started.elapsed().as_micros(),
+        req.conn.peer,
+        who.map_or("-", |p| p.id.as_str()),
+        suppressed_note(suppressed)
+    );
 }
 
 /// Everything decided from the head: route (404), `OPTIONS` and CORS preflights, method
 /// (405), body encoding (415), rate limits (429), credentials (401) and path-scoped
 /// permission (403). Runs before the body is read.
 fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiError> {
-    let limited = |l: RateLimited| {
-        app.metrics.rate_limited(l.standing.policy);
-        ApiError::RateLimited(Box::new(l))
-    };
+    let limited = |l: RateLimited| limited_error(app, req, client, l);
     let (route, allow) = Route::resolve(&req.path)
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
     let method = req.method.as_str();
@@ -371,13 +534,12 @@ fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiEr
     {
         return Err(ApiError::UnsupportedEncoding);
     }
+    let max_body = route.max_body();
     let open = |standing| {
-        Ok(Decision::Proceed(Admission {
-            app: None,
-            principal: None,
-            client,
-            standing,
-        }))
+        Ok(Decision::Proceed(
+            Admission::new(None, client, standing),
+            max_body,
+        ))
     };
     let Some(scope) = route.scope() else {
         if route == Route::Token {
@@ -406,21 +568,18 @@ fn authorize(app: &App, req: &Request, client: IpAddr) -> Result<Decision, ApiEr
         return Err(ApiError::Forbidden(scope.to_string()));
     }
     let standing = app.limiter.check_principal(&principal).map_err(limited)?;
-    Ok(Decision::Proceed(Admission {
-        app: None,
-        principal: Some(principal),
-        client,
-        standing,
-    }))
+    Ok(Decision::Proceed(
+        Admission::new(Some(principal), client, standing),
+        max_body,
+    ))
 }
 
 fn dispatch(app: &App, req: &Request, admitted: &Admission) -> Result<Response, ApiError> {
     let (route, _) = Route::resolve(&req.path)
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", req.path)))?;
-    let who = admitted.principal.as_ref();
     match route {
-        Route::Predict => handlers::predict(app, req, who),
-        Route::Infer { model, version } => handlers::infer(app, req, model, version),
+        Route::Predict => handlers::predict(app, req, admitted),
+        Route::Infer { model, version } => handlers::infer(app, req, admitted, model, version),
         Route::ModelMetadata { model, version } => handlers::model_metadata(app, model, version),
         Route::ModelReady { model, version } => handlers::model_ready(app, model, version),
         Route::ServerMetadata => Ok(handlers::server_metadata()),
@@ -446,7 +605,10 @@ pub(crate) fn audit_event(
     ids: serde_json::Value,
 ) {
     app.metrics.auth_failure(reason);
-    if app.log.audit {
+    if !app.log.audit {
+        return;
+    }
+    if let Some(suppressed) = budgeted(app) {
         let mut line = serde_json::json!({
             "time": httpdate::fmt_http_date(std::time::SystemTime::now()),
             "event": "auth_failure",
@@ -459,6 +621,9 @@ pub(crate) fn audit_event(
         });
         if let (Some(line), serde_json::Value::Object(ids)) = (line.as_object_mut(), ids) {
             line.extend(ids.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        if suppressed > 0 {
+            line["suppressed_before"] = suppressed.into();
         }
         log::warn!(target: "inferd::audit", "{line}");
     }
@@ -619,9 +784,10 @@ mod tests {
             ("GET", "/metrics", 503),
         ] {
             let mut req = Request::new(method, path, Vec::new(), Vec::new(), conn.clone());
-            let r = router
-                .admit(&mut req)
-                .unwrap_or_else(|| router.handle(&req));
+            let r = match router.admit(&mut req) {
+                Verdict::Answer(r) => r,
+                Verdict::Proceed { .. } => router.handle(&req),
+            };
             assert_eq!(r.status(), status, "{method} {path}");
         }
     }

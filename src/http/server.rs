@@ -3,40 +3,67 @@
 //! graceful shutdown that stops accepting and drains in-flight requests within a deadline.
 
 use super::conn::{self, Stream};
-use super::error::ApiError;
+use super::error::{ApiError, HttpError};
 use super::request::{ConnInfo, Request};
 use super::response::Response;
 use super::tls::TlsAcceptor;
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// What the handler decided from a request's head.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Answer this at once; the body (if any) is never read.
+    Answer(Response),
+    /// Read a body of at most `max_body` bytes (0: the route takes none), then `handle`.
+    Proceed { max_body: usize },
+}
+
 /// What answers requests. The router implements it; tests may plug in their own.
 pub trait Handler: Send + Sync + 'static {
     /// Decides from the head alone (the body is still unread and empty) whether to refuse
-    /// the request. A refusal is sent at once and the body is never read: unauthenticated
-    /// clients cannot make the server buffer bodies or ask for `100 Continue`.
-    /// May leave what it decided in `head.admission` for `handle`.
-    fn admit(&self, _head: &mut Request) -> Option<Response> {
-        None
+    /// the request, and how large a body its route takes. A refusal is sent at once and the
+    /// body is never read: unauthenticated clients cannot make the server buffer bodies or
+    /// ask for `100 Continue`. May leave what it decided in `head.admission` for `handle`.
+    fn admit(&self, _head: &mut Request) -> Verdict {
+        Verdict::Proceed {
+            max_body: usize::MAX,
+        }
     }
 
     fn handle(&self, req: &Request) -> Response;
+
+    /// Whether connections from `peer` are a proxy's, shared by many clients: they are not
+    /// held to the per-address connection cap; each request on them counts against the
+    /// cap of the client `forwarded_client` names instead.
+    fn is_proxy(&self, _peer: IpAddr) -> bool {
+        false
+    }
+
+    /// The client a proxy's request is for, when its head says.
+    fn forwarded_client(&self, _head: &Request) -> Option<IpAddr> {
+        None
+    }
 
     /// A connection was accepted (and counts against the cap) / has ended.
     fn connection_opened(&self) {}
     fn connection_closed(&self) {}
 
+    /// A connection still waiting for a request head was closed to make room for a new
+    /// one (`per_address`: from the same address, else at the global cap).
+    fn connection_evicted(&self, _per_address: bool) {}
+
     /// A TLS handshake failed or did not finish in time.
     fn handshake_failed(&self) {}
 
-    /// The HTTP layer answered `status` itself (malformed, too large, too slow, over the
-    /// connection cap) without a route.
-    fn refused(&self, _status: u16) {}
+    /// The HTTP layer answered `status` itself (malformed, too large, too slow, over a
+    /// connection cap or the body budget) without a route; `reason` says why, for the log.
+    fn refused(&self, _status: u16, _peer: SocketAddr, _reason: &str) {}
 }
 
 /// Tells the handler a connection ended, however its thread ends.
@@ -58,10 +85,16 @@ impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Handler for F {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_connections: usize,
+    /// Open connections one client address may hold (IPv6 grouped by `ipv6_prefix`).
+    pub max_connections_per_ip: usize,
+    /// Prefix length that groups IPv6 addresses into one client.
+    pub ipv6_prefix: u8,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_request_line: usize,
     pub max_body_bytes: usize,
+    /// Bytes of request bodies being read or held, across all connections.
+    pub max_inflight_body_bytes: usize,
     /// TLS handshake plus request head, as a whole.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -82,13 +115,98 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// The accept loop is running (false once it returned, for whatever reason).
     accepting: AtomicBool,
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    registry: Mutex<Registry>,
     drained: Condvar,
     rejecting: AtomicUsize,
     next_id: AtomicU64,
     wake_addr: SocketAddr,
     /// Open connections above which idle keep-alive connections close to make room.
     soft_cap: usize,
+    per_ip_cap: usize,
+    ipv6_prefix: u8,
+    /// Zero point of the waiting stamps in `Phase`.
+    epoch: Instant,
+    /// Bytes of request bodies that may still be taken.
+    bodies: AtomicUsize,
+}
+
+/// A connection's phase, one atomic word the connection and the accept loop share:
+/// `BUSY` between a complete head and the end of its response, `EVICTED` once the accept
+/// loop closed it, else the time (nanoseconds after `epoch`, plus one) since which it has
+/// been waiting for a request head: in its TLS handshake, mid-head, or idle between requests.
+type Phase = Arc<AtomicU64>;
+const BUSY: u64 = 0;
+const EVICTED: u64 = u64::MAX;
+
+/// Every open connection, and how many each client address holds.
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<u64, Entry>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+struct Entry {
+    tcp: TcpStream,
+    /// The client address the connection counts against; `None` for a proxy's.
+    client: Option<IpAddr>,
+    phase: Phase,
+}
+
+impl Registry {
+    fn held_by(&self, client: IpAddr) -> usize {
+        self.per_client.get(&client).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, client: IpAddr) {
+        *self.per_client.entry(client).or_insert(0) += 1;
+    }
+
+    fn uncount(&mut self, client: IpAddr) {
+        if let Some(n) = self.per_client.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.conns.remove(&id)?;
+        if let Some(client) = entry.client {
+            self.uncount(client);
+        }
+        Some(entry)
+    }
+
+    /// Closes the connection (of `client`, or any) that has waited longest without
+    /// completing a request head. False when every candidate is busy with a request.
+    fn evict_longest_waiting(&mut self, client: Option<IpAddr>) -> bool {
+        loop {
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, e)| client.is_none() || e.client == client)
+                .filter_map(|(id, e)| {
+                    let phase = e.phase.load(Ordering::SeqCst);
+                    (phase != BUSY && phase != EVICTED).then_some((phase, *id))
+                })
+                .min();
+            let Some((since, id)) = oldest else {
+                return false;
+            };
+            let won = self.conns[&id]
+                .phase
+                .compare_exchange(since, EVICTED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            // Lost the race: that connection has just completed a head; look again.
+            if won {
+                if let Some(entry) = self.remove(id) {
+                    let _ = entry.tcp.shutdown(Shutdown::Both);
+                }
+                return true;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -98,28 +216,162 @@ impl Shared {
 
     /// Whether the server is near its connection cap (within 10%).
     pub(crate) fn crowded(&self) -> bool {
-        self.conns().len() >= self.soft_cap
+        self.registry().conns.len() >= self.soft_cap
     }
 
-    fn conns(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
         // A poisoned registry only means a thread panicked while holding it; the map is fine.
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stamp(&self) -> u64 {
+        // Nanoseconds fit in u64 for 584 years of uptime; +1 keeps BUSY (0) apart.
+        (self.epoch.elapsed().as_nanos() as u64)
+            .saturating_add(1)
+            .min(EVICTED - 1)
+    }
+
+    /// The client key of an address: IPv4-mapped IPv6 as IPv4, IPv6 cut to its prefix.
+    pub(crate) fn client_key(&self, ip: IpAddr) -> IpAddr {
+        client_key(ip, self.ipv6_prefix)
+    }
+
+    /// Takes `n` bytes of the body budget, if that many are left.
+    pub(crate) fn take_body(&self, n: usize) -> Option<BodyGrant<'_>> {
+        let mut grant = BodyGrant {
+            bodies: &self.bodies,
+            held: 0,
+        };
+        grant.grow_to(n).then_some(grant)
     }
 }
 
-/// Removes a connection from the registry when its thread ends, however it ends.
-struct Registration<'a> {
-    shared: &'a Shared,
-    id: u64,
+/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry; other IPv6 addresses
+/// are grouped by their first `prefix` bits (one host usually holds a whole /64).
+pub fn client_key(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u32::from(prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
+        v4 => v4,
+    }
 }
 
-impl Drop for Registration<'_> {
+/// Bytes of the body budget held by one request, returned when it is dropped.
+pub(crate) struct BodyGrant<'a> {
+    bodies: &'a AtomicUsize,
+    held: usize,
+}
+
+impl BodyGrant<'_> {
+    /// Holds `total` bytes in all (never less than now); false if the budget lacks them.
+    pub(crate) fn grow_to(&mut self, total: usize) -> bool {
+        let more = total.saturating_sub(self.held);
+        if more == 0 {
+            return true;
+        }
+        let taken = self
+            .bodies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(more)
+            })
+            .is_ok();
+        if taken {
+            self.held = total;
+        }
+        taken
+    }
+}
+
+impl Drop for BodyGrant<'_> {
     fn drop(&mut self) {
-        let mut conns = self.shared.conns();
-        conns.remove(&self.id);
-        if conns.is_empty() {
+        self.bodies.fetch_add(self.held, Ordering::SeqCst);
+    }
+}
+
+/// A connection's place in the registry, held by its thread; dropping it (however the
+/// thread ends) removes the connection unless the accept loop evicted it already.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+    phase: Phase,
+    /// Whether the connection is a proxy's (its requests count by forwarded client).
+    proxy: bool,
+}
+
+impl Slot {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// A complete head arrived: the connection is busy until `end_request`. False when the
+    /// accept loop has just evicted it.
+    pub(crate) fn begin_request(&self) -> bool {
+        let phase = self.phase.load(Ordering::SeqCst);
+        phase != EVICTED
+            && self
+                .phase
+                .compare_exchange(phase, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
+
+    /// The response is out: waiting for the next head from now on.
+    pub(crate) fn end_request(&self) {
+        let _ = self.phase.compare_exchange(
+            BUSY,
+            self.shared.stamp(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// For a proxy's connection: counts one request in progress against the forwarded
+    /// client's cap. `Err` when that client holds its share already.
+    pub(crate) fn claim(&self, client: IpAddr) -> Result<Option<Claim<'_>>, ()> {
+        if !self.proxy {
+            return Ok(None);
+        }
+        let client = self.shared.client_key(client);
+        let mut registry = self.shared.registry();
+        if registry.held_by(client) >= self.shared.per_ip_cap {
+            return Err(());
+        }
+        registry.count(client);
+        Ok(Some(Claim {
+            shared: &self.shared,
+            client,
+        }))
+    }
+
+    pub(crate) fn is_proxy(&self) -> bool {
+        self.proxy
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut registry = self.shared.registry();
+        registry.remove(self.id);
+        if registry.conns.is_empty() {
             self.shared.drained.notify_all();
         }
+    }
+}
+
+/// One request in progress through a proxy, counted against its client's cap.
+pub(crate) struct Claim<'a> {
+    shared: &'a Shared,
+    client: IpAddr,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.shared.registry().uncount(self.client);
     }
 }
 
@@ -170,12 +422,16 @@ impl Server {
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
-            conns: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             drained: Condvar::new(),
             rejecting: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             wake_addr: SocketAddr::new(wake_ip, local_addr.port()),
             soft_cap: settings.max_connections - settings.max_connections / 10,
+            per_ip_cap: settings.max_connections_per_ip,
+            ipv6_prefix: settings.ipv6_prefix,
+            epoch: Instant::now(),
+            bodies: AtomicUsize::new(settings.max_inflight_body_bytes),
         });
         let accept_shared = shared.clone();
         let thread = thread::Builder::new()
@@ -230,48 +486,95 @@ fn accept_loop(
         }
         let _ = tcp.set_nodelay(true);
         let _ = tcp.set_write_timeout(Some(settings.write_timeout));
-        if shared.conns().len() >= settings.max_connections {
-            handler.refused(503);
-            reject_over_cap(tcp, peer, tls.clone(), &shared);
-            continue;
+        let client = (!handler.is_proxy(peer.ip())).then(|| shared.client_key(peer.ip()));
+        match make_room(&shared, &settings, client, handler.as_ref()) {
+            Ok(()) => spawn_connection(
+                tcp,
+                peer,
+                client,
+                &settings,
+                tls.as_ref(),
+                &handler,
+                &shared,
+            ),
+            Err(reason) => {
+                handler.refused(503, peer, reason);
+                reject_over_cap(tcp, tls.clone(), &shared);
+            }
         }
-        spawn_connection(tcp, peer, &settings, tls.as_ref(), &handler, &shared);
     }
     shared.accepting.store(false, Ordering::SeqCst);
     drop(listener);
     drain(&shared, &settings);
 }
 
+/// Makes room for a new connection from `client`: one address holding its share gives
+/// up its own connection that has waited longest for a request head; at the global cap,
+/// the connection that has waited longest anywhere goes. `Err` (with the reason) when the
+/// connections in the way are all busy with requests.
+fn make_room(
+    shared: &Shared,
+    settings: &Settings,
+    client: Option<IpAddr>,
+    handler: &dyn Handler,
+) -> Result<(), &'static str> {
+    let mut registry = shared.registry();
+    if let Some(client) = client
+        && registry.held_by(client) >= settings.max_connections_per_ip
+    {
+        if !registry.evict_longest_waiting(Some(client)) {
+            return Err("per-address connection cap");
+        }
+        handler.connection_evicted(true);
+    }
+    if registry.conns.len() >= settings.max_connections {
+        if !registry.evict_longest_waiting(None) {
+            return Err("connection cap");
+        }
+        handler.connection_evicted(false);
+    }
+    Ok(())
+}
+
 fn spawn_connection(
     tcp: TcpStream,
     peer: SocketAddr,
+    client: Option<IpAddr>,
     settings: &Arc<Settings>,
     tls: Option<&TlsAcceptor>,
     handler: &Arc<dyn Handler>,
     shared: &Arc<Shared>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let phase: Phase = Arc::new(AtomicU64::new(shared.stamp()));
     match tcp.try_clone() {
         Ok(clone) => {
-            shared.conns().insert(id, clone);
+            let mut registry = shared.registry();
+            registry.conns.insert(
+                id,
+                Entry {
+                    tcp: clone,
+                    client,
+                    phase: phase.clone(),
+                },
+            );
+            if let Some(client) = client {
+                registry.count(client);
+            }
         }
         Err(e) => return log::warn!("cannot track connection from {peer}: {e}"),
     }
-    let (settings, tls, handler, thread_shared) = (
-        settings.clone(),
-        tls.cloned(),
-        handler.clone(),
-        shared.clone(),
-    );
+    let slot = Slot {
+        shared: shared.clone(),
+        id,
+        phase,
+        proxy: client.is_none(),
+    };
+    let (settings, tls, handler) = (settings.clone(), tls.cloned(), handler.clone());
     let spawned = thread::Builder::new()
         .name("inferd-conn".into())
         .stack_size(CONN_STACK)
         .spawn(move || {
-            let shared = thread_shared;
-            let _registration = Registration {
-                shared: &shared,
-                id,
-            };
             handler.connection_opened();
             let _opened = Opened(handler.as_ref());
             let accepted = Instant::now();
@@ -292,22 +595,17 @@ fn spawn_connection(
                     Stream::Plain(_) => None,
                 },
             };
-            conn::serve(stream, conn, accepted, &settings, handler.as_ref(), &shared);
+            conn::serve(stream, conn, accepted, &settings, handler.as_ref(), &slot);
         });
     if let Err(e) = spawned {
+        // The closure, and the slot in it, were dropped: the registry entry is gone.
         log::warn!("cannot start a thread for {peer}: {e}");
-        shared.conns().remove(&id);
     }
 }
 
-/// Answers a connection over the cap with 503, from a bounded number of short-lived
+/// Answers a connection over a cap with 503, from a bounded number of short-lived
 /// threads; when those are all busy the connection is simply closed.
-fn reject_over_cap(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    shared: &Arc<Shared>,
-) {
+fn reject_over_cap(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: &Arc<Shared>) {
     if shared.rejecting.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTORS {
         shared.rejecting.fetch_sub(1, Ordering::SeqCst);
         let _ = tcp.shutdown(Shutdown::Both);
@@ -319,12 +617,13 @@ fn reject_over_cap(
         .stack_size(CONN_STACK)
         .spawn(move || {
             let _ = tcp.set_write_timeout(Some(REJECT_DEADLINE));
-            if let Ok(mut stream) = Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE) {
-                let response = ApiError::Overloaded.into_response();
+            if let Ok(mut stream) =
+                Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE)
+            {
+                let response = ApiError::from(HttpError::TooManyConnections).into_response();
                 let mut out = Vec::new();
                 response.write_to(&mut out, false, false, tls.is_some());
                 let _ = stream.write_all(&out, Instant::now() + REJECT_DEADLINE);
-                log::info!(target: "inferd::access", "- - 503 peer={peer} principal=- (connection cap)");
                 stream.close();
             }
             thread_shared.rejecting.fetch_sub(1, Ordering::SeqCst);
@@ -340,19 +639,59 @@ fn reject_over_cap(
 /// whatever is left.
 fn drain(shared: &Shared, settings: &Settings) {
     let deadline = Instant::now() + settings.shutdown_timeout;
-    let mut conns = shared.conns();
-    while !conns.is_empty() {
+    let mut registry = shared.registry();
+    while !registry.conns.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            log::warn!("shutdown: cutting {} connection(s) still busy", conns.len());
-            for tcp in conns.values() {
-                let _ = tcp.shutdown(Shutdown::Both);
+            log::warn!(
+                "shutdown: cutting {} connection(s) still busy",
+                registry.conns.len()
+            );
+            for entry in registry.conns.values() {
+                let _ = entry.tcp.shutdown(Shutdown::Both);
             }
             return;
         }
-        conns = match shared.drained.wait_timeout(conns, left) {
+        registry = match shared.drained.wait_timeout(registry, left) {
             Ok((guard, _)) => guard,
             Err(p) => p.into_inner().0,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_keys_group_ipv6_by_prefix_and_unmap_ipv4() {
+        let key = |ip: &str, prefix| client_key(ip.parse().unwrap(), prefix);
+        assert_eq!(key("::ffff:10.0.0.7", 64), key("10.0.0.7", 64));
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), key("2001:db8:1:2::", 128));
+        assert_ne!(key("2001:db8:1:2::1", 64), key("2001:db8:1:3::1", 64));
+        assert_ne!(key("2001:db8::1", 128), key("2001:db8::2", 128));
+        assert_eq!(key("2001:db8::1", 0), key("::", 128));
+        assert_eq!(key("192.0.2.1", 0), key("192.0.2.1", 128));
+    }
+
+    #[test]
+    fn body_grants_share_one_budget_and_return_it() {
+        let bodies = AtomicUsize::new(100);
+        let mut a = BodyGrant {
+            bodies: &bodies,
+            held: 0,
+        };
+        assert!(a.grow_to(60));
+        let mut b = BodyGrant {
+            bodies: &bodies,
+            held: 0,
+        };
+        assert!(!b.grow_to(41));
+        assert!(b.grow_to(40));
+        assert!(!a.grow_to(61));
+        drop(a);
+        assert!(b.grow_to(100));
+        drop(b);
+        assert_eq!(bodies.load(Ordering::SeqCst), 100);
     }
 }

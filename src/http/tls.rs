@@ -5,7 +5,7 @@
 
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -21,6 +21,9 @@ pub enum TlsError {
     /// The client CA file is missing, unreadable or holds no usable certificate.
     #[error("TLS client CA {path}: {reason}")]
     ClientCa { path: String, reason: String },
+    /// The client CRL file is missing, unreadable or holds no PEM CRL.
+    #[error("TLS client CRL {path}: {reason}")]
+    Crl { path: String, reason: String },
     /// The key file is missing, unreadable or holds no PEM private key.
     #[error("TLS private key {path}: {reason}")]
     Key { path: String, reason: String },
@@ -105,6 +108,7 @@ impl TlsAcceptor {
             conn,
             tcp,
             eof: false,
+            wire_left: HANDSHAKE_WIRE_BYTES,
         };
         while stream.conn.is_handshaking() {
             stream.flush_tls(deadline)?;
@@ -151,6 +155,24 @@ fn client_verifier(
     }
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    // Revocation of end-entity certificates by the CA's CRL; a CRL past its nextUpdate still
+    // counts (an offline device may not get a fresh one for weeks).
+    let builder = match &client.crl {
+        None => builder,
+        Some(path) => {
+            let crl_err = |reason: String| TlsError::Crl {
+                path: path.display().to_string(),
+                reason,
+            };
+            let crls = CertificateRevocationListDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| crl_err(e.to_string()))?;
+            if crls.is_empty() {
+                return Err(crl_err("no CRL in file".into()));
+            }
+            builder.with_crls(crls).only_check_end_entity_revocation()
+        }
+    };
     let builder = if client.required {
         builder
     } else {
@@ -159,11 +181,18 @@ fn client_verifier(
     builder.build().map_err(|e| err(e.to_string()))
 }
 
+/// Bytes a client may send for its side of a handshake: a ClientHello with post-quantum
+/// key shares is ~2 KiB, a client certificate chain a few KiB; this leaves room for long
+/// chains and still stops a client that would keep a handshake busy with records.
+const HANDSHAKE_WIRE_BYTES: u64 = 64 * 1024;
+
 /// A server-side TLS session over a blocking TCP socket.
 pub struct TlsStream {
     conn: ServerConnection,
     tcp: TcpStream,
     eof: bool,
+    /// Bytes that may still be read off the wire (see `limit_wire_bytes`).
+    wire_left: u64,
 }
 
 impl TlsStream {
@@ -177,6 +206,13 @@ impl TlsStream {
 
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
+    }
+
+    /// Caps the bytes read off the wire from now on; past it, reads fail with
+    /// `FileTooLarge`. Records cost CPU to decrypt whether or not they carry data: this
+    /// bounds what a client can make the server decrypt before a request is complete.
+    pub fn limit_wire_bytes(&mut self, budget: u64) {
+        self.wire_left = budget;
     }
 
     fn peer_closed(&mut self) -> bool {
@@ -199,6 +235,15 @@ impl TlsStream {
         if n == 0 {
             self.eof = true;
         }
+        self.wire_left = match self.wire_left.checked_sub(n as u64) {
+            Some(left) => left,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    "more TLS bytes than the request may take",
+                ));
+            }
+        };
         if let Err(e) = self.conn.process_new_packets() {
             let _ = self.flush_tls(deadline);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));

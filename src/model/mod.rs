@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tensor::{Data, DataType, Tensor};
+use tensor::{Data, DataType, InputCheck, Tensor};
 use text::Preprocessor;
 
 /// Why a model could not be found, loaded or run, or why an input was refused.
@@ -216,16 +216,33 @@ impl Model {
         }
     }
 
-    /// Classifies one text (runs on the caller's thread; use the repository to queue it).
-    /// Also says which length bucket ran.
-    fn classify_now(&self, text: &str) -> Result<(Classification, usize), ModelError> {
-        let Runner::Text { pre, plans } = &self.runner else {
+    /// Tokenises texts on the caller's thread, refusing any longer than the model takes:
+    /// what a request costs is known before it queues.
+    pub fn encode_texts(&self, texts: &[String]) -> Result<Vec<Encoded>, ModelError> {
+        let Runner::Text { pre, .. } = &self.runner else {
             return Err(ModelError::input(
                 "not_a_text_model",
                 format!("model {} does not take text", self.name()),
             ));
         };
-        let encoded = pre.encode(text)?;
+        texts.iter().map(|t| pre.encode(t)).collect()
+    }
+
+    /// Classifies one text on the caller's thread (warm-up; requests go through the pool).
+    fn classify_now(&self, text: &str) -> Result<(Classification, usize), ModelError> {
+        let encoded = self.encode_texts(&[text.to_owned()])?;
+        self.classify_encoded(&encoded[0])
+    }
+
+    /// Classifies one tokenised text (runs on the caller's thread; use the repository to
+    /// queue it). Also says which length bucket ran.
+    fn classify_encoded(&self, encoded: &Encoded) -> Result<(Classification, usize), ModelError> {
+        let Runner::Text { plans, .. } = &self.runner else {
+            return Err(ModelError::input(
+                "not_a_text_model",
+                format!("model {} does not take text", self.name()),
+            ));
+        };
         let len = encoded.ids.len();
         // encode() padded to one of the buckets (a plan exists for it), or did not pad and
         // the one plan takes any length.
@@ -286,9 +303,19 @@ impl Model {
         Ok((classification, bucket))
     }
 
+    fn batch_error(&self) -> ModelError {
+        ModelError::input(
+            "wrong_shape",
+            format!(
+                "batch must be 1..={} and the same for every input",
+                self.manifest.max_batch
+            ),
+        )
+    }
+
     /// Checks tensors against the manifest (names, datatypes, ranks, fixed dims, batch cap,
     /// finite values) and orders them as the graph wants them.
-    fn validate(&self, mut inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+    pub fn check(&self, mut inputs: Vec<Tensor>) -> Result<Checked, ModelError> {
         let mut ordered = Vec::with_capacity(self.manifest.inputs.len());
         let mut batch: Option<usize> = None;
         for spec in &self.manifest.inputs {
@@ -299,40 +326,10 @@ impl Model {
                     ModelError::input("missing_input", format!("input {} is required", spec.name))
                 })?;
             let t = inputs.swap_remove(pos);
-            if t.data.datatype() != spec.datatype {
-                return Err(ModelError::input(
-                    "wrong_datatype",
-                    format!(
-                        "input {} must be {}, got {}",
-                        spec.name,
-                        spec.datatype.as_str(),
-                        t.data.datatype().as_str()
-                    ),
-                ));
-            }
-            let fits = t.shape.len() == spec.shape.len()
-                && t.shape
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&got, &want)| want == -1 || got as i64 == want);
-            if !fits {
-                return Err(ModelError::input(
-                    "wrong_shape",
-                    format!(
-                        "input {} has shape {:?}; the model takes {:?} (-1: any)",
-                        spec.name, t.shape, spec.shape
-                    ),
-                ));
-            }
+            self.check_input(&t.name, t.data.datatype(), &t.shape)?;
             let n = t.shape[0];
-            if n == 0 || n > self.manifest.max_batch || batch.is_some_and(|b| b != n) {
-                return Err(ModelError::input(
-                    "wrong_shape",
-                    format!(
-                        "batch must be 1..={} and the same for every input",
-                        self.manifest.max_batch
-                    ),
-                ));
+            if batch.is_some_and(|b| b != n) {
+                return Err(self.batch_error());
             }
             batch = Some(n);
             if let Data::F32(v) = &t.data
@@ -351,7 +348,10 @@ impl Model {
                 format!("model has no input {}", extra.name),
             ));
         }
-        Ok(ordered)
+        Ok(Checked {
+            inputs: ordered,
+            batch: batch.unwrap_or(1),
+        })
     }
 
     fn infer_now(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
@@ -365,6 +365,94 @@ impl Model {
             )),
         }
     }
+}
+
+impl tensor::InputCheck for Model {
+    /// A text model takes one BYTES input `text` of shape `[n]` or `[n, 1]`; a tensor model
+    /// the inputs of its manifest (rank, fixed dimensions); either, a batch `n` of
+    /// 1..=`max_batch`.
+    fn check_input(
+        &self,
+        name: &str,
+        datatype: DataType,
+        shape: &[usize],
+    ) -> Result<(), ModelError> {
+        let max = self.manifest.max_batch;
+        if self.is_text() {
+            if datatype != DataType::Bytes {
+                return Err(ModelError::input(
+                    "wrong_datatype",
+                    "input text must be BYTES".into(),
+                ));
+            }
+            let n = shape.first().copied().unwrap_or(0);
+            if name != "text" || !matches!(shape, [_] | [_, 1]) || n == 0 || n > max {
+                return Err(ModelError::input(
+                    "wrong_shape",
+                    format!("input must be text with shape [n] or [n, 1], n in 1..={max}"),
+                ));
+            }
+            return Ok(());
+        }
+        let spec = self
+            .manifest
+            .inputs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                ModelError::input("unknown_input", format!("model has no input {name}"))
+            })?;
+        if datatype != spec.datatype {
+            return Err(ModelError::input(
+                "wrong_datatype",
+                format!(
+                    "input {name} must be {}, got {}",
+                    spec.datatype.as_str(),
+                    datatype.as_str()
+                ),
+            ));
+        }
+        let fits = shape.len() == spec.shape.len()
+            && shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(&got, &want)| want == -1 || got as i64 == want);
+        if !fits {
+            return Err(ModelError::input(
+                "wrong_shape",
+                format!(
+                    "input {name} has shape {shape:?}; the model takes {:?} (-1: any)",
+                    spec.shape
+                ),
+            ));
+        }
+        match shape.first() {
+            Some(&n) if n >= 1 && n <= max => Ok(()),
+            _ => Err(self.batch_error()),
+        }
+    }
+}
+
+/// Tensors a model accepted, in its input order, and their batch size.
+#[derive(Debug)]
+pub struct Checked {
+    inputs: Vec<Tensor>,
+    batch: usize,
+}
+
+impl Checked {
+    /// Batch items: what the request costs against its caller's quota.
+    pub fn cost(&self) -> u32 {
+        u32::try_from(self.batch).unwrap_or(u32::MAX)
+    }
+}
+
+/// What tokenised texts cost against a caller's quota: one unit per started
+/// `tokens_per_unit` tokens of each text.
+pub fn text_cost(texts: &[Encoded], tokens_per_unit: u32) -> u32 {
+    let unit = tokens_per_unit.max(1) as usize;
+    let units: usize = texts.iter().map(|t| t.tokens.div_ceil(unit).max(1)).sum();
+    u32::try_from(units).unwrap_or(u32::MAX)
 }
 
 /// The plan key of a text model's single plan for every sequence length.
@@ -477,19 +565,23 @@ impl ModelRepository {
         &self.pool
     }
 
-    /// Classifies texts on the pool, one queued job for the whole request.
+    /// Classifies tokenised texts on the pool for `caller`, one queued job for the whole
+    /// request.
     pub fn classify(
         &self,
         model: &Arc<Model>,
-        texts: Vec<String>,
+        texts: Vec<Encoded>,
+        caller: u64,
     ) -> Result<Vec<Classification>, ModelError> {
         let (model, metrics) = (model.clone(), self.metrics.clone());
-        let ran = self.pool.run(move || {
+        let queued = Instant::now();
+        let ran = self.pool.run(caller, move || {
+            metrics.queue_wait(queued.elapsed());
             texts
                 .iter()
                 .map(|t| {
                     let started = Instant::now();
-                    let (c, bucket) = model.classify_now(t)?;
+                    let (c, bucket) = model.classify_encoded(t)?;
                     metrics.inference(model.name(), Some(bucket), started.elapsed());
                     Ok(c)
                 })
@@ -505,17 +597,19 @@ impl ModelRepository {
         ran
     }
 
-    /// Validates tensors against the manifest, then runs the model on the pool.
+    /// Runs the model on checked tensors, on the pool for `caller`.
     pub fn infer(
         &self,
         model: &Arc<Model>,
-        inputs: Vec<Tensor>,
+        inputs: Checked,
+        caller: u64,
     ) -> Result<Vec<Tensor>, ModelError> {
-        let inputs = model.validate(inputs)?;
         let (model, metrics) = (model.clone(), self.metrics.clone());
-        let ran = self.pool.run(move || {
+        let queued = Instant::now();
+        let ran = self.pool.run(caller, move || {
+            metrics.queue_wait(queued.elapsed());
             let started = Instant::now();
-            let out = model.infer_now(inputs);
+            let out = model.infer_now(inputs.inputs);
             metrics.inference(model.name(), None, started.elapsed());
             out
         });
@@ -556,7 +650,7 @@ impl ModelRepository {
                         }
                     })
                     .collect();
-                model.infer_now(model.validate(inputs)?)?;
+                model.infer_now(model.check(inputs)?.inputs)?;
             }
         }
         Ok(())

@@ -1,13 +1,19 @@
 //! The inference pool: a fixed set of worker threads behind a bounded queue. Connection
 //! threads hand inference here and wait; a full queue is refused at once (503), so load
-//! beyond the cores queues a little and then sheds, instead of piling up.
+//! beyond the cores queues a little and then sheds, instead of piling up. Each caller may
+//! have only so many requests in the pool at once: its next ones wait for one of its own
+//! to finish (up to the queue timeout), so one caller cannot hold every worker and every
+//! queue place while others wait.
 
 use super::ModelError;
+use crate::config::Limits;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -15,10 +21,75 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Pool {
     queue: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
+    callers: InFlight,
+    wait: Duration,
+}
+
+/// Requests each caller has in the pool, with a cap.
+struct InFlight {
+    cap: usize,
+    counts: Mutex<HashMap<u64, usize>>,
+    freed: Condvar,
+}
+
+/// One of a caller's places in the pool, given back when dropped.
+struct Place<'a> {
+    callers: &'a InFlight,
+    caller: u64,
+}
+
+impl InFlight {
+    /// Waits until `caller` has fewer than `cap` requests in the pool, then takes a place;
+    /// `None` once `deadline` passes first.
+    fn enter(&self, caller: u64, deadline: Instant) -> Option<Place<'_>> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        while counts.get(&caller).copied().unwrap_or(0) >= self.cap {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            counts = match self.freed.wait_timeout(counts, left) {
+                Ok((guard, _)) => guard,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        *counts.entry(caller).or_insert(0) += 1;
+        Some(Place {
+            callers: self,
+            caller,
+        })
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .callers
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.caller);
+            }
+        }
+        drop(counts);
+        self.callers.freed.notify_all();
+    }
 }
 
 impl Pool {
-    /// `workers` threads (normally one per core) and room for `queue` waiting jobs.
+    /// The pool `[limits]` describes: `inference_threads` workers, `inference_queue`
+    /// places, `max_in_flight_per_caller` of them per caller, waited for up to
+    /// `queue_timeout`.
+    pub fn with_limits(limits: &Limits) -> std::io::Result<Pool> {
+        Pool::new(limits.inference_threads, limits.inference_queue)
+            .map(|pool| pool.per_caller(limits.max_in_flight_per_caller, limits.queue_timeout))
+    }
+
+    /// `workers` threads (normally one per core) and room for `queue` waiting jobs; no cap
+    /// per caller.
     pub fn new(workers: usize, queue: usize) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
@@ -29,7 +100,24 @@ impl Pool {
                 .name("inferd-infer".into())
                 .spawn(move || work(&rx, &depth))?;
         }
-        Ok(Pool { queue: tx, depth })
+        Ok(Pool {
+            queue: tx,
+            depth,
+            callers: InFlight {
+                cap: usize::MAX,
+                counts: Mutex::new(HashMap::new()),
+                freed: Condvar::new(),
+            },
+            wait: Duration::ZERO,
+        })
+    }
+
+    /// Caps each caller at `cap` requests in the pool; more wait up to `wait` for one of
+    /// their own to finish.
+    pub fn per_caller(mut self, cap: usize, wait: Duration) -> Pool {
+        self.callers.cap = cap.max(1);
+        self.wait = wait;
+        self
     }
 
     /// Jobs waiting for a worker.
@@ -37,12 +125,18 @@ impl Pool {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on a worker and waits for its result. `Busy` when the queue is full; a panic
-    /// in `f` is contained and reported as an inference error.
+    /// Runs `f` on a worker for `caller` (a key for who asks) and waits for its result.
+    /// `Busy` when the caller's places stay taken past the queue timeout or the queue is
+    /// full; a panic in `f` is contained and reported as an inference error.
     pub fn run<T: Send + 'static>(
         &self,
+        caller: u64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ModelError> {
+        let _place = self
+            .callers
+            .enter(caller, Instant::now() + self.wait)
+            .ok_or(ModelError::Busy)?;
         let (done, result) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
             let _ = done.send(catch_unwind(AssertUnwindSafe(f)));
@@ -87,27 +181,57 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
+    fn pool(workers: usize, queue: usize, per_caller: usize) -> Pool {
+        Pool::new(workers, queue)
+            .unwrap()
+            .per_caller(per_caller, Duration::from_secs(60))
+    }
+
     #[test]
     fn runs_jobs_and_contains_panics() {
-        let pool = Pool::new(2, 4).unwrap();
-        assert_eq!(pool.run(|| 2 + 2).unwrap(), 4);
+        let pool = pool(2, 4, 4);
+        assert_eq!(pool.run(1, || 2 + 2).unwrap(), 4);
         assert!(matches!(
-            pool.run(|| panic!("boom")),
+            pool.run(1, || panic!("boom")),
             Err(ModelError::Inference(_))
         ));
-        assert_eq!(pool.run(|| 1).unwrap(), 1);
+        assert_eq!(pool.run(1, || 1).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_caller_at_its_cap_waits_while_another_caller_goes_ahead() {
+        // Two workers, one place per caller: caller 1 holds a worker; its second request
+        // waits for its own place, while caller 2 runs on the free worker at once.
+        let pool = Arc::new(pool(2, 4, 1));
+        let held = Arc::new(Barrier::new(2));
+        let release = Arc::new(Barrier::new(2));
+        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
+        let first = thread::spawn(move || {
+            p.run(1, move || {
+                h.wait();
+                r.wait();
+            })
+        });
+        held.wait();
+        let p = pool.clone();
+        let second = thread::spawn(move || p.run(1, || "second of caller 1"));
+        assert_eq!(pool.run(2, || "caller 2").unwrap(), "caller 2");
+        assert!(!second.is_finished(), "caller 1's second request waits");
+        release.wait();
+        assert!(first.join().unwrap().is_ok());
+        assert_eq!(second.join().unwrap().unwrap(), "second of caller 1");
     }
 
     #[test]
     fn full_queue_is_busy() {
         // One worker held on a barrier, one queue slot: of two more jobs, exactly one queues
         // and exactly one is refused at once.
-        let pool = Arc::new(Pool::new(1, 1).unwrap());
+        let pool = Arc::new(pool(1, 1, 8));
         let held = Arc::new(Barrier::new(2));
         let release = Arc::new(Barrier::new(2));
         let (p, h, r) = (pool.clone(), held.clone(), release.clone());
         let first = thread::spawn(move || {
-            p.run(move || {
+            p.run(1, move || {
                 h.wait();
                 r.wait();
             })
@@ -116,7 +240,7 @@ mod tests {
         let others: Vec<_> = (0..2)
             .map(|_| {
                 let p = pool.clone();
-                thread::spawn(move || p.run(|| ()))
+                thread::spawn(move || p.run(1, || ()))
             })
             .collect();
         // Wait until both have tried: one sits in the queue, one was refused.

@@ -1,6 +1,7 @@
 //! Our own tensor type: what crosses between the protocol decoders and the runtime. tract's
 //! tensors stay inside `runtime.rs`.
 
+use super::ModelError;
 use serde::{Deserialize, Serialize};
 
 /// Tensor element types of the Open Inference Protocol that inferd accepts.
@@ -109,4 +110,25 @@ pub struct Tensor {
 /// The element count a shape claims, or `None` on overflow. Never allocates.
 pub fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// What a model takes, asked while a request is decoded: before an input's data is read,
+/// whether the model has an input by that name, of that datatype, in that shape (batch cap
+/// included). Decoding then never parses or stores an element the model would not take.
+pub trait InputCheck {
+    fn check_input(
+        &self,
+        name: &str,
+        datatype: DataType,
+        shape: &[usize],
+    ) -> Result<(), ModelError>;
+}
+
+/// Takes any input: decoding is then bounded by the body's size alone (fuzzing, benches).
+pub struct Unchecked;
+
+impl InputCheck for Unchecked {
+    fn check_input(&self, _: &str, _: DataType, _: &[usize]) -> Result<(), ModelError> {
+        Ok(())
+    }
 }

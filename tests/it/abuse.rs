@@ -3,7 +3,7 @@
 //! non-finite numbers, huge shapes), megabytes of text, clients that hang up. Every case ends
 //! with the right status or a clean close, no 5xx, and the server still serving.
 
-use crate::support::{Conn, TestServer, client_tls, provisioned, raw_request, spawn_serve};
+use crate::support::{Conn, DIGIT, TestServer, client_tls, provisioned, raw_request, spawn_serve};
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
@@ -60,23 +60,51 @@ fn stalled_body_is_408() {
 }
 
 #[test]
-fn connections_over_the_cap_get_503() {
+fn at_the_cap_the_longest_waiting_connection_makes_room_and_only_busy_ones_get_503() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2);
-    // Two connections mid-request (head not finished) hold both slots.
+    // Two connections mid-head hold both slots: a new client evicts the one that has
+    // waited longest, and is served.
     let mut held: Vec<Conn> = (0..2).map(|_| server.connect()).collect();
     for conn in &mut held {
         conn.handshake();
         conn.send(b"GET /healthz HTTP/1.1\r\n");
     }
     let r = server.request("GET", "/healthz", &[], b"");
-    assert_eq!((r.status, r.code().as_str()), (503, "overloaded"));
+    assert_eq!(r.status, 200);
+    assert!(
+        held[0].wait_closed(Duration::from_secs(5)),
+        "oldest evicted"
+    );
+    held[1].send(b"Host: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(held[1].response().status, 200, "the younger one is kept");
+    assert!(metric(&server, "inferd_connections_evicted_total") >= 1.0);
+    drop(held);
+    // Two connections whose heads are complete (the server said 100 Continue; bodies still
+    // to come) are busy: nothing can be evicted, so a third gets 503 with Retry-After.
+    let key = server.key.clone();
+    let mut busy: Vec<Conn> = Vec::new();
+    for _ in 0..2 {
+        let mut conn = server.connect();
+        conn.send(
+            format!("POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", DIGIT.len())
+                .as_bytes(),
+        );
+        assert_eq!(conn.response().status, 100);
+        busy.push(conn);
+    }
+    let refused = (0..200).find_map(|_| {
+        let r = server.request("GET", "/healthz", &[], b"");
+        (r.status == 503).then_some(r)
+    });
+    let r = refused.expect("a 503 while both slots are busy");
+    assert_eq!(r.code(), "too_many_connections");
     assert_eq!(r.header("retry-after"), Some("1"));
     // Finishing the held requests frees the slots again.
-    for conn in &mut held {
-        conn.send(b"Host: x\r\nConnection: close\r\n\r\n");
+    for conn in &mut busy {
+        conn.send(DIGIT.as_bytes());
         assert_eq!(conn.response().status, 200);
     }
-    drop(held);
+    drop(busy);
     let resumed = (0..200).any(|_| server.request("GET", "/healthz", &[], b"").status == 200);
     assert!(resumed);
 }
@@ -157,24 +185,33 @@ fn hundreds_of_slowloris_connections_do_not_starve_a_real_client() {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
-/// The server answers a plain request, and has answered no request with a 5xx so far.
+/// The server answers a plain request, and has answered no request with a 5xx so far (but
+/// 501, its answer to a transfer coding it does not implement).
 fn assert_serving_without_5xx(server: &TestServer) {
     assert_eq!(server.request("GET", "/healthz", &[], b"").status, 200);
     let metrics = server.metrics();
     let errors: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("inferd_requests_total{") && l.contains("status=\"5"))
+        .filter(|l| !l.contains("status=\"501\""))
         .collect();
     assert!(errors.is_empty(), "5xx answered: {errors:?}");
 }
 
-/// A counter or gauge from the exposition (0 when absent).
+/// A counter or gauge from the exposition, summed over its label sets (0 when absent).
 fn metric(server: &TestServer, name: &str) -> f64 {
     server
         .metrics()
         .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
 }
 
 #[test]
@@ -232,16 +269,40 @@ fn refused_framing_is_answered_once_then_closed_and_nothing_after_it_is_parsed()
             400,
         ),
         (
-            // We never decode chunked (411 by design); the garbage chunks after the head must
-            // not be read as a request of their own.
+            // The garbage chunks after the head must not be read as a request of their own.
             "chunked with invalid chunk framing",
             format!("POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nTransfer-Encoding: chunked\r\n\r\nzz;\x01\r\nnot hex\r\n-5\r\n").into_bytes(),
-            411,
+            400,
         ),
         (
             "chunked hidden behind another coding",
             format!("POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nTransfer-Encoding: gzip, ChUnKeD\r\n\r\nffffffffffffffff\r\n").into_bytes(),
-            411,
+            501,
+        ),
+        (
+            "chunked body over the cap",
+            [
+                format!("POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n", over_cap_body.len()).into_bytes(),
+                over_cap_body.clone(),
+                b"\r\n0\r\n\r\n".to_vec(),
+            ]
+            .concat(),
+            413,
+        ),
+        (
+            "chunked body over the cap in small chunks",
+            [
+                format!("POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes(),
+                over_cap_body.chunks(100).flat_map(|c| [format!("{:x}\r\n", c.len()).into_bytes(), c.to_vec(), b"\r\n".to_vec()].concat()).collect(),
+                b"0\r\n\r\n".to_vec(),
+            ]
+            .concat(),
+            413,
+        ),
+        (
+            "a body on a route that takes none",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            413,
         ),
     ];
     for (what, mut raw, want) in cases {
@@ -634,35 +695,46 @@ fn huge_shapes_are_refused_quickly_without_allocating_for_them() {
             &[header.as_bytes(), data].concat(),
         )
     };
-    // 2^30 elements would be 4 GiB of FP32 if anything were sized from the shape.
+    // 2^30 elements would be 4 GiB of FP32 if anything were sized from the shape. A shape
+    // whose element count overflows contradicts itself (400); one that does not is checked
+    // against the model before any data is decoded (422).
     const MISMATCH: (u16, &str) = (400, "shape_mismatch");
+    const NOT_THE_MODELS: (u16, &str) = (422, "wrong_shape");
+    const WRONG_TYPE: (u16, &str) = (422, "wrong_datatype");
     // Dimensions are u64 in the request schema: negative or fractional ones do not parse.
     const NOT_U64: (u16, &str) = (422, "invalid_request");
     let cases = [
-        (json("[1, 18446744073709551615]", "FP32", "[1.5]"), MISMATCH),
+        (
+            json("[1, 18446744073709551615]", "FP32", "[1.5]"),
+            NOT_THE_MODELS,
+        ),
         (json("[4294967296, 4294967296]", "FP32", "[1.5]"), MISMATCH),
         (
             json("[4294967296, 4294967296, 4294967296]", "FP32", "[[1.5]]"),
             MISMATCH,
         ),
-        (json("[1, 1073741824]", "FP32", "[1.5, 2.5]"), MISMATCH),
-        (json("[1073741824, 64]", "INT64", "[1]"), MISMATCH),
-        (json("[1, 1073741824]", "BYTES", r#"["a"]"#), MISMATCH),
+        (
+            json("[1, 1073741824]", "FP32", "[1.5, 2.5]"),
+            NOT_THE_MODELS,
+        ),
+        (json("[1073741824, 64]", "FP32", "[1]"), NOT_THE_MODELS),
+        (json("[1073741824, 64]", "INT64", "[1]"), WRONG_TYPE),
+        (json("[1, 1073741824]", "BYTES", r#"["a"]"#), WRONG_TYPE),
         (json("[-1, 64]", "FP32", "[1.5]"), NOT_U64),
         (json("[1, -9223372036854775808]", "FP32", "[1.5]"), NOT_U64),
         (json("[18446744073709551616]", "FP32", "[1.5]"), NOT_U64),
         (json("[1e300, 64]", "FP32", "[1.5]"), NOT_U64),
         (
             binary("[1, 1073741824]", "FP32", "256", &[0u8; 256]),
-            MISMATCH,
+            NOT_THE_MODELS,
         ),
         (
             binary("[1, 18446744073709551615]", "FP32", "256", &[0u8; 256]),
-            MISMATCH,
+            NOT_THE_MODELS,
         ),
         (
             binary("[1, 1073741824]", "BYTES", "8", b"\x04\0\0\0abcd"),
-            MISMATCH,
+            WRONG_TYPE,
         ),
         (
             binary("[1, 64]", "FP32", "18446744073709551615", &[0u8; 256]),
@@ -671,7 +743,7 @@ fn huge_shapes_are_refused_quickly_without_allocating_for_them() {
     ];
     // One request first, so that the connection's thread and buffers exist before measuring.
     conn.send(&cases[0].0);
-    assert_eq!(conn.response().status, 400);
+    assert_eq!(conn.response().status, 422);
     let (peak_before, hwm_before) = memory_peaks_kib(child.0.id());
     for _ in 0..50 {
         for (i, (raw, want)) in cases.iter().enumerate() {
@@ -704,9 +776,11 @@ fn huge_shapes_are_refused_quickly_without_allocating_for_them() {
 
 #[test]
 fn two_hundred_idle_keep_alive_connections_do_not_delay_a_new_client() {
-    // The provisioned file's cap (256): idle connections make room only near it (90 %).
+    // The provisioned file's caps: 256 in all, 64 per address. Idle connections from one
+    // address beyond its 64 make room: the one idle longest goes.
     let server = TestServer::start();
     assert_eq!(server.config.limits.max_connections, 256);
+    assert_eq!(server.config.limits.max_connections_per_ip, 64);
     let mut idle: Vec<Conn> = (0..200)
         .map(|_| {
             let mut conn = server.connect();
@@ -723,13 +797,15 @@ fn two_hundred_idle_keep_alive_connections_do_not_delay_a_new_client() {
         "served after {:?}",
         started.elapsed()
     );
-    // Below the cap the idle ones are kept, and still answer.
-    for i in [0, 199] {
-        let conn = &mut idle[i];
+    // The newest idle ones are kept and still answer; the oldest made room.
+    for conn in &mut idle[150..] {
         conn.send(HEALTHZ);
         assert_eq!(conn.response().status, 200);
     }
-    assert!(metric(&server, "inferd_open_connections") >= 200.0);
+    assert!(idle[0].wait_closed(Duration::from_secs(5)));
+    let open = metric(&server, "inferd_open_connections");
+    assert!((50.0..=66.0).contains(&open), "{open} open");
+    assert!(metric(&server, "inferd_connections_evicted_total") >= 130.0);
     drop(idle);
     assert_serving_without_5xx(&server);
 }

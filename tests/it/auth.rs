@@ -26,7 +26,8 @@ fn sign(server: &TestServer, sub: &str, scope: &str, ttl: Duration, jti: &str) -
         scopes: scope.split(' ').map(str::to_owned).collect(),
         ttl,
         issuer: None,
-        audience: None,
+        // `inferd init` makes the device's first DNS name its audience.
+        audience: Some("localhost".into()),
         jti: Some(jti.into()),
     };
     signer.sign(&claims, SystemTime::now()).unwrap()
@@ -365,6 +366,7 @@ fn client_certificate_is_a_principal() {
     let (ca, cert, key) = device_pki(pki.path(), "spiffe://fleet/cam-9");
     let server = TestServer::start_with(|c| {
         c.tls.as_mut().unwrap().client = Some(ClientAuthConfig {
+            crl: None,
             ca,
             required: false,
             scopes: vec!["predict:digits".into()],
@@ -395,6 +397,7 @@ fn required_client_certificate_refuses_the_handshake_without_one() {
     let (ca, cert, key) = device_pki(pki.path(), "spiffe://fleet/cam-10");
     let server = TestServer::start_with(|c| {
         c.tls.as_mut().unwrap().client = Some(ClientAuthConfig {
+            crl: None,
             ca,
             required: true,
             scopes: vec!["predict".into()],

@@ -284,7 +284,8 @@ fn token(state: &Path) -> String {
         scopes: vec!["predict:digits".into()],
         ttl: Duration::from_secs(300),
         issuer: None,
-        audience: None,
+        // `inferd init` makes the device's first DNS name its audience.
+        audience: Some("localhost".into()),
         jti: Some("faults-1".into()),
     };
     signer.sign(&claims, SystemTime::now()).unwrap()

@@ -89,10 +89,18 @@ fn framing_caps_and_smuggling_shapes_are_refused() {
     assert_eq!(r.status, 431);
     let r = send("POST /predict HTTP/1.1\r\nHost: x\r\n\r\n".into());
     assert_eq!((r.status, r.code().as_str()), (411, "length_required"));
+    // Chunked bodies are decoded (RFC 9112 §7.1); this one has no credentials: 401 from
+    // the head, before any chunk is read.
     let r = send(
         "POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
     );
-    assert_eq!(r.status, 411);
+    assert_eq!(r.status, 401);
+    let r = send(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".into(),
+    );
+    assert_eq!((r.status, r.code().as_str()), (501, "not_implemented"));
+    let r = send("POST /predict HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into());
+    assert_eq!(r.status, 400);
     let r = send("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc".into());
     assert_eq!(r.status, 400);
     let r = send(

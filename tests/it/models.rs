@@ -56,7 +56,9 @@ fn sentiment_matches_onnxruntime_on_committed_cases() {
         .iter()
         .map(|c| c["text"].as_str().unwrap().to_owned())
         .collect();
-    let results = repo.classify(&model, texts).unwrap();
+    let results = repo
+        .classify(&model, model.encode_texts(&texts).unwrap(), 0)
+        .unwrap();
     let mut worst = 0f32;
     for (case, got) in cases.iter().zip(&results) {
         let want = floats(&case["probabilities"]);
@@ -116,7 +118,9 @@ fn digits_matches_onnxruntime_and_labels() {
         shape: vec![cases.len(), 64],
         data: Data::F32(data),
     };
-    let out = repo.infer(&model, vec![input]).unwrap();
+    let out = repo
+        .infer(&model, model.check(vec![input]).unwrap(), 0)
+        .unwrap();
     let Data::F32(probs) = &out[0].data else {
         panic!("FP32 output")
     };
@@ -160,8 +164,9 @@ fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
         let (repo, model) = (repo.clone(), model.clone());
         let part = part.to_vec();
         std::thread::spawn(move || {
-            let texts = part.iter().map(|(t, _)| t.clone()).collect();
-            let got = repo.classify(&model, texts).unwrap();
+            let texts: Vec<String> = part.iter().map(|(t, _)| t.clone()).collect();
+            let encoded = model.encode_texts(&texts).unwrap();
+            let got = repo.classify(&model, encoded, 0).unwrap();
             got.iter()
                 .zip(&part)
                 .filter(|(c, (_, label))| c.label == ["negative", "positive"][*label])

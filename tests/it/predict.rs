@@ -202,6 +202,8 @@ fn oip_bad_inputs_get_specific_statuses() {
     assert_eq!((r.status, r.code().as_str()), (422, "non_finite"));
     let r =
         infer(json!([{ "name": "other", "shape": [1, 64], "datatype": "FP32", "data": data64 }]));
+    assert_eq!((r.status, r.code().as_str()), (422, "unknown_input"));
+    let r = infer(json!([]));
     assert_eq!((r.status, r.code().as_str()), (422, "missing_input"));
     let r = server.post_json("/v2/models/digits/infer", "{\"inputs\": [");
     assert_eq!((r.status, r.code().as_str()), (400, "malformed_json"));

@@ -4,10 +4,11 @@
 use super::error::ApiError;
 use super::request::Request;
 use super::response::Response;
+use super::router::Admission;
 use crate::App;
-use crate::auth::{Principal, Scope};
+use crate::auth::Scope;
 use crate::model::tensor::{Data, DataType, Tensor};
-use crate::model::{Model, ModelError};
+use crate::model::{Model, ModelError, text_cost};
 use crate::oip;
 use serde::Deserialize;
 use serde_json::json;
@@ -20,6 +21,7 @@ pub use token::{jwks, token};
 /// scraper accepts it (Prometheus does), else the classic text format.
 pub fn metrics(app: &App, req: &Request) -> Response {
     let depth = app.models.pool().depth();
+    app.reload_failures();
     let openmetrics = req
         .header("accept")
         .is_some_and(|a| a.contains("application/openmetrics-text"));
@@ -56,23 +58,16 @@ struct PredictInput {
 }
 
 /// `POST /predict {"text": "..", "model"?: ".."}`: classify one text.
-pub fn predict(app: &App, req: &Request, who: Option<&Principal>) -> Result<Response, ApiError> {
+pub fn predict(app: &App, req: &Request, who: &Admission) -> Result<Response, ApiError> {
     let input: PredictInput = req.json()?;
     let model = match &input.model {
         Some(name) => app.models.get(name, None)?,
         None => app.models.default_text()?,
     };
-    let scope = Scope::Predict(model.name());
-    match who {
-        Some(p) if p.allows(scope) => {}
-        Some(p) => {
-            let client = crate::http::router::client_of(req);
-            crate::http::router::audit_scope(app, req, client, p);
-            return Err(ApiError::Forbidden(scope.to_string()));
-        }
-        None => return Err(ApiError::Forbidden(scope.to_string())),
-    }
-    let result = app.models.classify(&model, vec![input.text])?;
+    who.require(app, req, Scope::Predict(model.name()))?;
+    let texts = model.encode_texts(&[input.text])?;
+    who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
+    let result = app.models.classify(&model, texts, who.caller())?;
     let Some(c) = result.into_iter().next() else {
         return Err(ApiError::Internal("classifier returned nothing".into()));
     };
@@ -93,6 +88,7 @@ pub fn predict(app: &App, req: &Request, who: Option<&Principal>) -> Result<Resp
 pub fn infer(
     app: &App,
     req: &Request,
+    who: &Admission,
     name: &str,
     version: Option<&str>,
 ) -> Result<Response, ApiError> {
@@ -107,9 +103,13 @@ pub fn infer(
         }
     };
     let mut request = match (header_len, model.manifest.inputs.as_slice()) {
-        (Some(0), [only]) if !model.is_text() => {
-            oip::decode_raw(&req.body, &only.name, only.datatype, &only.shape)?
-        }
+        (Some(0), [only]) if !model.is_text() => oip::decode_raw(
+            &req.body,
+            &only.name,
+            only.datatype,
+            &only.shape,
+            model.as_ref(),
+        )?,
         (Some(0), _) => {
             return Err(ModelError::invalid(
                 "raw_binary_unsupported",
@@ -120,13 +120,15 @@ pub fn infer(
             )
             .into());
         }
-        _ => oip::decode(&req.body, header_len)?,
+        _ => oip::decode(&req.body, header_len, model.as_ref())?,
     };
     let inputs = std::mem::take(&mut request.inputs);
     let outputs = if model.is_text() {
-        classify_tensor(app, &model, inputs)?
+        classify_tensor(app, req, who, &model, inputs)?
     } else {
-        app.models.infer(&model, inputs)?
+        let checked = model.check(inputs)?;
+        who.charge(app, req, checked.cost())?;
+        app.models.infer(&model, checked, who.caller())?
     };
     let encoded = oip::encode(model.name(), &model.manifest.version, &request, outputs)?;
     Ok(match encoded.header_len {
@@ -136,10 +138,12 @@ pub fn infer(
     })
 }
 
-/// OIP on a text model: one BYTES input `text` of shape `[n]` (or `[n, 1]`); outputs the
-/// probabilities `[n, labels]` and the winning `label` `[n]`.
+/// OIP on a text model: one BYTES input `text` of shape `[n]` (or `[n, 1]`, checked while
+/// decoding); outputs the probabilities `[n, labels]` and the winning `label` `[n]`.
 fn classify_tensor(
     app: &App,
+    req: &Request,
+    who: &Admission,
     model: &Arc<Model>,
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, ApiError> {
@@ -150,21 +154,9 @@ fn classify_tensor(
         )
     })?;
     let n = input.shape.first().copied().unwrap_or(0);
-    let shape_ok =
-        matches!(input.shape.as_slice(), [_] | [_, 1]) && n >= 1 && n <= model.manifest.max_batch;
     let Data::Bytes(items) = input.data else {
         return Err(ModelError::input("wrong_datatype", "input text must be BYTES".into()).into());
     };
-    if input.name != "text" || !shape_ok {
-        return Err(ModelError::input(
-            "wrong_shape",
-            format!(
-                "input must be text with shape [n] or [n, 1], n in 1..={}",
-                model.manifest.max_batch
-            ),
-        )
-        .into());
-    }
     let texts = items
         .into_iter()
         .map(|b| {
@@ -172,7 +164,9 @@ fn classify_tensor(
                 .map_err(|_| ModelError::input("invalid_utf8", "text must be UTF-8".into()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let results = app.models.classify(model, texts)?;
+    let texts = model.encode_texts(&texts)?;
+    who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
+    let results = app.models.classify(model, texts, who.caller())?;
     let labels = model.manifest.labels.len();
     let probabilities = results
         .iter()
@@ -255,8 +249,9 @@ pub fn server_metadata() -> Response {
     )
 }
 
-/// `GET /readyz`: readiness with detail per model and for the clock (an untrusted clock
-/// leaves the appliance ready: API keys and certificates still work; tokens wait).
+/// `GET /readyz`: readiness with detail per model, the clock and files that failed to
+/// reload (an untrusted clock or a broken file leaves the appliance ready: it serves on
+/// what it has, and says so).
 pub fn readyz(app: &App) -> Response {
     let models: serde_json::Map<String, serde_json::Value> = app
         .models
@@ -274,8 +269,11 @@ pub fn readyz(app: &App) -> Response {
             json!({ "trusted": false, "reason": reason, "tokens": "refused until the clock is set" })
         }
     };
+    // Files whose last reload failed: the device serves on their previous contents (a
+    // revocation added to a broken file is not in force). The reason is in the log.
+    let failing = app.reload_failures();
     Response::json(
         200,
-        &json!({ "ready": true, "models": models, "clock": clock }),
+        &json!({ "ready": true, "models": models, "clock": clock, "reload_failures": failing }),
     )
 }

@@ -74,9 +74,10 @@ pub fn token(app: &App, req: &Request) -> Result<Response, ApiError> {
             false,
         ));
     }
-    let form: Vec<(String, String)> = form_urlencoded::parse(&req.body).into_owned().collect();
     let basic = basic_credentials(req)?;
-    match issuer.grant(&form, basic, &app.auth.clock) {
+    let granted = crate::auth::issue::form_params(&req.body)
+        .and_then(|form| issuer.grant(&form, basic, &app.auth.clock));
+    match granted {
         Ok(grant) => Ok(Response::json(200, &grant)
             .with_header("cache-control", "no-store")
             .with_header("pragma", "no-cache")),
