@@ -84,6 +84,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "anonymous_per_ip", Kind::Str),
     ("rate_limit", "failed_auth_per_ip", Kind::Str),
     ("rate_limit", "token_per_ip", Kind::Str),
+    ("rate_limit", "connections_per_ip", Kind::Str),
     ("rate_limit", "max_tracked_keys", Kind::Int),
     ("rate_limit", "ipv6_prefix", Kind::Int),
     ("rate_limit", "tokens_per_unit", Kind::Int),
@@ -201,6 +202,7 @@ struct RawRateLimit {
     anonymous_per_ip: Option<RawRate>,
     failed_auth_per_ip: Option<RawRate>,
     token_per_ip: Option<RawRate>,
+    connections_per_ip: Option<RawRate>,
     max_tracked_keys: Option<u64>,
     ipv6_prefix: Option<u64>,
     tokens_per_unit: Option<u64>,
@@ -435,6 +437,9 @@ pub struct RateLimitConfig {
     pub failed_auth_per_ip: Rate,
     /// Per client address, `POST /token`.
     pub token_per_ip: Rate,
+    /// Per client address, new connections (each a TLS handshake): beyond it a connection
+    /// is closed at once, before any handshake work. Trusted proxies are exempt.
+    pub connections_per_ip: Rate,
     /// Distinct keys each limiter tracks at most; beyond it, new keys are refused until
     /// old ones expire.
     pub max_tracked_keys: usize,
@@ -895,6 +900,7 @@ fn rate_limit(raw: RawRateLimit) -> Result<RateLimitConfig, ConfigError> {
         anonymous_per_ip: one("anonymous_per_ip", raw.anonymous_per_ip, "600/minute")?,
         failed_auth_per_ip: one("failed_auth_per_ip", raw.failed_auth_per_ip, "10/minute")?,
         token_per_ip: one("token_per_ip", raw.token_per_ip, "60/minute")?,
+        connections_per_ip: one("connections_per_ip", raw.connections_per_ip, "1200/minute")?,
         max_tracked_keys: max_tracked_keys as usize,
         ipv6_prefix: match raw.ipv6_prefix.unwrap_or(64) {
             n @ 1..=128 => n as u8,

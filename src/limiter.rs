@@ -188,6 +188,7 @@ pub struct Limiter<C: Clock = DefaultClock> {
     scopes: HashMap<String, Policy<C>>,
     anonymous: Policy<C>,
     token: Policy<C>,
+    connections: Policy<C>,
     failed: Policy<C>,
     /// Addresses whose failed-authentication budget is spent, until when.
     barred: Mutex<HashMap<u64, C::Instant>>,
@@ -221,6 +222,7 @@ impl<C: Clock + Clone> Limiter<C> {
             scopes: table("scope", &config.scopes),
             anonymous: Policy::new("anonymous", config.anonymous_per_ip, &clock),
             token: Policy::new("token", config.token_per_ip, &clock),
+            connections: Policy::new("connections", config.connections_per_ip, &clock),
             failed: Policy::new("failed_auth", config.failed_auth_per_ip, &clock),
             barred: Mutex::new(HashMap::new()),
             ipv6_prefix: config.ipv6_prefix,
@@ -259,25 +261,31 @@ impl<C: Clock + Clone> Limiter<C> {
         self.tokens_per_unit
     }
 
-    /// Charges `cost` more units to a principal that was admitted (admission took one): a
-    /// request's quota is what it costs (batch items, text length), not one per request.
-    /// A cost larger than the policy's burst can never be paid: `Err` with reason
-    /// `cost_exceeds_burst` and no wait that would help.
+    /// Charges a request's whole `cost` to a principal that was admitted: admission took
+    /// one unit, this takes the rest. A request's quota is what it costs (batch items, text
+    /// length), not one per request. A cost larger than the policy's burst can never be
+    /// paid: `Err` with reason `cost_exceeds_burst` (no wait would help).
     pub fn charge_principal(
         &self,
         who: &Principal,
         cost: u32,
     ) -> Result<Option<Standing>, RateLimited> {
-        let Some(cost) = std::num::NonZeroU32::new(cost) else {
-            return Ok(None);
-        };
         if !self.enabled {
             return Ok(None);
         }
+        let policy = self.policy_for(who);
+        if cost > policy.rate.burst.get() {
+            return Err(RateLimited {
+                standing: policy.standing(0),
+                retry_after: policy.rate.window,
+                reason: "cost_exceeds_burst",
+            });
+        }
+        let Some(extra) = std::num::NonZeroU32::new(cost.saturating_sub(1)) else {
+            return Ok(None);
+        };
         let key = self.key((who.method as u8, who.id.as_str()));
-        self.policy_for(who)
-            .charge(key, cost, &self.clock)
-            .map(Some)
+        policy.charge(key, extra, &self.clock).map(Some)
     }
 
     /// One request to a route without authentication (or a CORS preflight) from `ip`.
@@ -288,6 +296,11 @@ impl<C: Clock + Clone> Limiter<C> {
     /// One `POST /token` from `ip`.
     pub fn check_token(&self, ip: IpAddr) -> Result<Option<Standing>, RateLimited> {
         self.check_ip(&self.token, ip)
+    }
+
+    /// One new connection from `ip` (a TLS handshake to come).
+    pub fn check_connection(&self, ip: IpAddr) -> Result<Option<Standing>, RateLimited> {
+        self.check_ip(&self.connections, ip)
     }
 
     fn check_ip(&self, policy: &Policy<C>, ip: IpAddr) -> Result<Option<Standing>, RateLimited> {
@@ -353,7 +366,13 @@ impl<C: Clock + Clone> Limiter<C> {
     /// Forgets keys whose buckets are full again and returns memory to the allocator.
     /// Runs on a schedule (`start` spawns it) and when a limiter reaches its key cap.
     pub fn purge(&self) {
-        let policies = [&self.default, &self.anonymous, &self.token, &self.failed];
+        let policies = [
+            &self.default,
+            &self.anonymous,
+            &self.token,
+            &self.connections,
+            &self.failed,
+        ];
         for policy in policies
             .into_iter()
             .chain(self.keys.values())
@@ -370,13 +389,19 @@ impl<C: Clock + Clone> Limiter<C> {
 
     /// Keys tracked across all limiters (for tests and metrics).
     pub fn tracked(&self) -> usize {
-        [&self.default, &self.anonymous, &self.token, &self.failed]
-            .into_iter()
-            .chain(self.keys.values())
-            .chain(self.clients.values())
-            .chain(self.scopes.values())
-            .map(|p| p.limiter.len())
-            .sum()
+        [
+            &self.default,
+            &self.anonymous,
+            &self.token,
+            &self.connections,
+            &self.failed,
+        ]
+        .into_iter()
+        .chain(self.keys.values())
+        .chain(self.clients.values())
+        .chain(self.scopes.values())
+        .map(|p| p.limiter.len())
+        .sum()
     }
 }
 
@@ -555,6 +580,49 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         limiter.purge();
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_their_prefix() {
+        let mut c = config("100/second");
+        c.anonymous_per_ip = Rate::parse("2/minute").unwrap();
+        let limiter = Limiter::with_clock(&c, FakeRelativeClock::default());
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Two addresses of one /64: one budget.
+        assert!(limiter.check_anonymous(v6("2001:db8:1:2::1")).is_ok());
+        assert!(limiter.check_anonymous(v6("2001:db8:1:2:ffff::9")).is_ok());
+        assert!(limiter.check_anonymous(v6("2001:db8:1:2::77")).is_err());
+        // The next /64 has its own.
+        assert!(limiter.check_anonymous(v6("2001:db8:1:3::1")).is_ok());
+    }
+
+    #[test]
+    fn cost_is_charged_after_the_admission_unit_and_never_beyond_the_burst() {
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(&config("10/minute"), clock.clone());
+        let cam = who("cam", &[]);
+        assert_eq!(limiter.check_principal(&cam).unwrap().unwrap().remaining, 9);
+        let s = limiter.charge_principal(&cam, 6).unwrap().unwrap();
+        assert_eq!(s.remaining, 4);
+        // A cost of one was paid at admission: nothing more to take.
+        assert_eq!(limiter.charge_principal(&cam, 1), Ok(None));
+        let refused = limiter.charge_principal(&cam, 6).unwrap_err();
+        assert_eq!(
+            (refused.reason, refused.retry_after),
+            ("quota", Duration::from_secs(6))
+        );
+        let never = limiter.charge_principal(&cam, 11).unwrap_err();
+        assert_eq!(never.reason, "cost_exceeds_burst");
+    }
+
+    #[test]
+    fn log_budget_suppresses_and_counts_beyond_its_rate() {
+        let budget = LogBudget::new(2);
+        let admitted: Vec<Option<u64>> = (0..12).map(|_| budget.admit()).collect();
+        // A burst of five seconds' worth (10), then suppression.
+        assert!(admitted[..10].iter().all(|a| *a == Some(0)));
+        assert_eq!(&admitted[10..], &[None, None]);
+        assert_eq!(LogBudget::new(0).admit(), Some(0), "0: no limit");
     }
 
     #[test]

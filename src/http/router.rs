@@ -207,6 +207,20 @@ impl crate::http::Handler for Router {
             .is_some_and(|app| forwarded::is_trusted(peer, &app.trusted_proxies))
     }
 
+    fn admit_connection(&self, peer: IpAddr) -> bool {
+        let Some(app) = self.appliance.app() else {
+            return true;
+        };
+        match app.limiter.check_connection(peer) {
+            Ok(_) => true,
+            Err(limited) => {
+                app.metrics
+                    .rate_limited(limited.standing.policy, limited.reason);
+                false
+            }
+        }
+    }
+
     fn forwarded_client(&self, head: &Request) -> Option<IpAddr> {
         let app = self.appliance.app()?;
         let client = forwarded::client_addr(head, &app.trusted_proxies, app.proxy_header);
@@ -231,7 +245,9 @@ impl crate::http::Handler for Router {
 
     fn refused(&self, status: u16, peer: std::net::SocketAddr, reason: &str) {
         let metrics = &self.appliance.metrics;
-        metrics.request("-", status, std::time::Duration::ZERO);
+        if status != 0 {
+            metrics.request("-", status, std::time::Duration::ZERO);
+        }
         match self.appliance.log_budget.admit() {
             Some(n) => log::info!(
                 target: "inferd::access",
@@ -316,7 +332,7 @@ impl Admission {
         let Some(who) = &self.principal else {
             return Ok(());
         };
-        match app.limiter.charge_principal(who, cost.saturating_sub(1)) {
+        match app.limiter.charge_principal(who, cost) {
             Ok(Some(standing)) => {
                 *self.standing.lock().unwrap_or_else(|p| p.into_inner()) = Some(standing);
                 Ok(())

@@ -45,6 +45,12 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// Whether a new connection from `peer` (not a proxy) may proceed to its handshake:
+    /// false closes it at once (a client opening connections faster than its share).
+    fn admit_connection(&self, _peer: IpAddr) -> bool {
+        true
+    }
+
     /// The client a proxy's request is for, when its head says.
     fn forwarded_client(&self, _head: &Request) -> Option<IpAddr> {
         None
@@ -62,7 +68,8 @@ pub trait Handler: Send + Sync + 'static {
     fn handshake_failed(&self) {}
 
     /// The HTTP layer answered `status` itself (malformed, too large, too slow, over a
-    /// connection cap or the body budget) without a route; `reason` says why, for the log.
+    /// connection cap or the body budget) without a route, or closed the connection without
+    /// an answer (`status` 0); `reason` says why, for the log.
     fn refused(&self, _status: u16, _peer: SocketAddr, _reason: &str) {}
 }
 
@@ -487,6 +494,12 @@ fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let _ = tcp.set_write_timeout(Some(settings.write_timeout));
         let client = (!handler.is_proxy(peer.ip())).then(|| shared.client_key(peer.ip()));
+        if client.is_some() && !handler.admit_connection(peer.ip()) {
+            // No handshake, no answer: a 503 would cost the handshake this limit saves.
+            handler.refused(0, peer, "connection rate per address");
+            let _ = tcp.shutdown(Shutdown::Both);
+            continue;
+        }
         match make_room(&shared, &settings, client, handler.as_ref()) {
             Ok(()) => spawn_connection(
                 tcp,

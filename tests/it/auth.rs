@@ -452,3 +452,164 @@ fn token_minted_by_pyjwt_is_accepted_over_tls() {
         401
     );
 }
+
+#[test]
+fn a_client_certificate_on_the_crl_fails_its_handshake() {
+    use rcgen::{CertificateRevocationListParams, RevokedCertParams, SerialNumber};
+    let pki = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "fleet CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let device = |name: &str, serial: u64| {
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://fleet/{name}").try_into().unwrap(),
+        )];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &ca).unwrap();
+        let (cert_path, key_path) = (
+            pki.path().join(format!("{name}.pem")),
+            pki.path().join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let (lost_cert, lost_key) = device("cam-lost", 1001);
+    let (kept_cert, kept_key) = device("cam-kept", 1002);
+    let crl = CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2025, 1, 1),
+        // Past already: an offline device keeps using the last CRL it was given.
+        next_update: rcgen::date_time_ymd(2025, 2, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(1001u64),
+            revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca)
+    .unwrap();
+    let (ca_path, crl_path) = (pki.path().join("ca.pem"), pki.path().join("crl.pem"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&crl_path, crl.pem().unwrap()).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.tls.as_mut().unwrap().client = Some(ClientAuthConfig {
+            crl: Some(crl_path),
+            ca: ca_path,
+            required: false,
+            scopes: vec!["predict".into()],
+        });
+    });
+    let infer_as = |cert: &Path, key: &Path| {
+        let mut conn = Conn::open(server.addr, Some(client_with_cert(&server, cert, key)));
+        conn.send(&raw_request(
+            "POST",
+            "/v2/models/digits/infer",
+            &[("Content-Type", "application/json")],
+            DIGIT.as_bytes(),
+        ));
+        conn.try_response(false).map(|r| r.status)
+    };
+    assert_eq!(infer_as(&kept_cert, &kept_key).unwrap(), 200);
+    assert!(
+        infer_as(&lost_cert, &lost_key).is_err(),
+        "a revoked certificate must fail its handshake"
+    );
+}
+
+#[test]
+fn a_token_for_another_device_is_refused() {
+    let server = TestServer::start();
+    // `inferd init` made the device's first name its audience.
+    assert_eq!(
+        server
+            .config
+            .auth
+            .tokens
+            .as_ref()
+            .unwrap()
+            .audience
+            .as_deref(),
+        Some("localhost")
+    );
+    let signer = TokenSigner::load(&state(&server).join("token/signing-key.pem")).unwrap();
+    let mint = |audience: Option<&str>| {
+        let claims = Claims {
+            client_id: None,
+            sub: "cam-3".into(),
+            scopes: vec!["predict".into()],
+            ttl: Duration::from_secs(300),
+            issuer: None,
+            audience: audience.map(str::to_owned),
+            jti: None,
+        };
+        signer.sign(&claims, SystemTime::now()).unwrap()
+    };
+    let status = |token: String| {
+        infer_with(&server, &[("Authorization", &format!("Bearer {token}"))]).status
+    };
+    assert_eq!(status(mint(Some("localhost"))), 200);
+    assert_eq!(status(mint(Some("gateway-17"))), 401);
+    assert_eq!(status(mint(None)), 401);
+}
+
+#[test]
+fn a_revocations_file_that_fails_to_reload_shows_in_readyz_and_metrics() {
+    let server = TestServer::start();
+    let revocations = state(&server).join("revocations.toml");
+    // One keep-alive connection for the polling below: no handshake per poll.
+    let conn = std::cell::RefCell::new(server.connect());
+    let readyz = || {
+        let mut conn = conn.borrow_mut();
+        conn.send(&raw_request("GET", "/readyz", &[], b""));
+        conn.response().json()
+    };
+    assert_eq!(readyz()["reload_failures"], serde_json::json!([]));
+    std::fs::write(&revocations, "jti = [unclosed").unwrap();
+    // Checked at most once a second; SIGHUP would force it. Poll without sleeping blindly.
+    let started = Instant::now();
+    let failing = loop {
+        let r = readyz();
+        if r["reload_failures"] != serde_json::json!([])
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break r;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(
+        failing["ready"], true,
+        "the previous revocations stay in force"
+    );
+    assert_eq!(
+        failing["reload_failures"],
+        serde_json::json!(["token_keys_or_revocations"])
+    );
+    assert!(
+        !failing.to_string().contains("revocations.toml"),
+        "no detail to anonymous callers"
+    );
+    assert!(
+        server
+            .metrics()
+            .contains("inferd_reload_failing{file=\"token_keys_or_revocations\"} 1")
+    );
+    std::fs::write(&revocations, "jti = []\nsub = []\n").unwrap();
+    let started = Instant::now();
+    while readyz()["reload_failures"] != serde_json::json!([]) {
+        assert!(started.elapsed() < Duration::from_secs(10), "recovers");
+        std::thread::yield_now();
+    }
+    assert!(
+        server
+            .metrics()
+            .contains("inferd_reload_failing{file=\"token_keys_or_revocations\"} 0")
+    );
+}

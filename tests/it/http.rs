@@ -197,3 +197,111 @@ fn absolute_form_targets_are_routed() {
     let r = server.request("GET", "https://localhost/v2/health/live", &[], b"");
     assert_eq!(r.status, 200);
 }
+
+/// Chunks `body` into pieces of `size` bytes, with an extension and a trailer field.
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(size) {
+        out.extend_from_slice(format!("{:x};piece=1\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\nX-Checksum: none\r\n\r\n");
+    out
+}
+
+#[test]
+fn chunked_request_bodies_are_decoded_and_the_connection_stays_usable() {
+    let server = TestServer::start();
+    let mut conn = server.connect();
+    let head = format!(
+        "POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+        server.key
+    );
+    // As Go, Java and `curl -T -` send it: small chunks, then a keep-alive request after it.
+    let mut raw = format!("{head}\r\n").into_bytes();
+    raw.extend_from_slice(&chunked(crate::support::DIGIT.as_bytes(), 7));
+    raw.extend_from_slice(&raw_request("GET", "/healthz", &[], b""));
+    conn.send(&raw);
+    let r = conn.response();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["outputs"][0]["shape"], serde_json::json!([1, 10]));
+    assert_eq!(
+        conn.response().status,
+        200,
+        "the pipelined request after it"
+    );
+    // With 100-continue, the server asks for the chunks once the head is admitted.
+    conn.send(format!("{head}Expect: 100-continue\r\n\r\n").as_bytes());
+    assert_eq!(conn.response().status, 100);
+    conn.send(&chunked(crate::support::DIGIT.as_bytes(), 4096));
+    assert_eq!(conn.response().status, 200);
+}
+
+#[test]
+fn token_bodies_over_a_few_kib_are_refused_before_they_are_read() {
+    let server = TestServer::start();
+    let form = "grant_type=client_credentials&".repeat(200);
+    assert!(form.len() > inferd::auth::issue::MAX_FORM_BYTES);
+    let mut conn = server.connect();
+    // Only the head is sent: the answer comes without the body.
+    conn.send(
+        format!(
+            "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            form.len()
+        )
+        .as_bytes(),
+    );
+    let r = conn.response();
+    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+    assert!(String::from_utf8_lossy(&r.body).contains("4096"));
+    assert!(conn.closed_by_server());
+    // Chunked, the same cap holds while decoding.
+    let mut conn = server.connect();
+    let mut raw = b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(&chunked(form.as_bytes(), 1000));
+    conn.send(&raw);
+    assert_eq!(conn.response().status, 413);
+    // Within the cap but with too many pairs: the form parser stops at 32.
+    let pairs = "a=1&".repeat(40);
+    let r = server.request(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        pairs.as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+}
+
+#[test]
+fn bodies_beyond_the_in_flight_budget_wait_for_none_and_get_503_before_reading() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_body_bytes = 64 * 1024;
+        c.limits.max_inflight_body_bytes = 64 * 1024;
+    });
+    let key = server.key.clone();
+    let post = |len: usize| {
+        format!(
+            "POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+        )
+    };
+    // One request holds 40 KiB of the 64 KiB budget while its body trickles in.
+    let mut holder = server.connect();
+    holder.send(post(40 * 1024).as_bytes());
+    assert_eq!(holder.response().status, 100);
+    let mut second = server.connect();
+    second.send(post(30 * 1024).as_bytes());
+    let r = second.response();
+    assert_eq!((r.status, r.code().as_str()), (503, "overloaded"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // What is left still fits a small body.
+    let r = server.post_json("/v2/models/digits/infer", crate::support::DIGIT);
+    assert_eq!(r.status, 200);
+    // Once the holder's body is in and answered, its share returns to the budget.
+    holder.send(&vec![b' '; 40 * 1024]);
+    assert_eq!(holder.response().status, 400);
+    let mut third = server.connect();
+    third.send(post(60 * 1024).as_bytes());
+    assert_eq!(third.response().status, 100);
+}

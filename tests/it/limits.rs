@@ -3,7 +3,7 @@
 //! draft headers on 200s and 429s.
 
 use crate::support::{Resp, TestServer};
-use inferd::config::{Config, Rate};
+use inferd::config::{Config, ProxyHeader, Rate};
 
 fn rate(text: &str) -> Rate {
     Rate::parse(text).unwrap()
@@ -196,4 +196,124 @@ fn add_key(c: &Config, id: &str, scope: &str) -> String {
     file.key.push(entry);
     std::fs::write(path, toml::to_string(&file).unwrap()).unwrap();
     key
+}
+
+/// `n` copies of the DIGIT input as one batch.
+fn digits_batch(n: usize) -> String {
+    let one: serde_json::Value = serde_json::from_str(crate::support::DIGIT).unwrap();
+    let row = one["inputs"][0]["data"].as_array().unwrap().clone();
+    let data: Vec<serde_json::Value> = (0..n).flat_map(|_| row.clone()).collect();
+    serde_json::json!({"inputs": [{"name": "input", "shape": [n, 64], "datatype": "FP32", "data": data}]})
+        .to_string()
+}
+
+#[test]
+fn quota_is_charged_by_batch_items_not_by_request() {
+    let server = TestServer::start_with(|c| c.rate_limit.default = rate("10/minute"));
+    let infer = |n| server.post_json("/v2/models/digits/infer", &digits_batch(n));
+    let r = infer(6);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit"), Some(r#""default";r=4;t=36"#));
+    // 6 more items do not fit in the 4 left: 429, with the wait for the missing two.
+    let r = infer(6);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.code(), "rate_limited");
+    assert_eq!(r.header("retry-after"), Some("12"));
+    // A batch larger than the whole burst could never pass: 422, not a wait.
+    let r = infer(11);
+    assert_eq!((r.status, r.code().as_str()), (422, "cost_exceeds_quota"));
+    assert_eq!(r.header("retry-after"), None);
+    assert!(r.header("ratelimit-policy").is_some());
+}
+
+#[test]
+fn text_costs_one_unit_per_started_32_tokens() {
+    let server = TestServer::start_with(|c| {
+        c.models.enabled = vec!["sentiment".into()];
+        c.rate_limit.default = rate("10/minute");
+    });
+    let predict =
+        |text: &str| server.post_json("/predict", &serde_json::json!({ "text": text }).to_string());
+    // A short sentence: one unit, like any request.
+    let r = predict("a fine film");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit"), Some(r#""default";r=9;t=6"#));
+    // About 100 tokens: four units.
+    let r = predict(&"a fine film with a good story ".repeat(14));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit"), Some(r#""default";r=5;t=30"#));
+}
+
+#[test]
+fn only_the_named_forwarding_header_is_believed() {
+    let wrong = "inferd_0000000000000000000000000000000000000000000";
+    let start = |header: ProxyHeader| {
+        TestServer::start_with(move |c| {
+            c.rate_limit.failed_auth_per_ip = rate("1/minute");
+            c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            c.trusted_proxy_header = header;
+        })
+    };
+    // nginx appends to X-Forwarded-For and passes the client's own Forwarded through: a
+    // client writing `Forwarded: for=<victim>` must not spend the victim's budget.
+    let xff = start(ProxyHeader::XForwardedFor);
+    let spoof = [
+        ("Forwarded", "for=198.51.100.9"),
+        ("X-Forwarded-For", "203.0.113.66"),
+    ];
+    assert_eq!(metadata(&xff, wrong, &spoof).status, 401);
+    assert_eq!(metadata(&xff, wrong, &spoof).status, 429);
+    let victim = [("X-Forwarded-For", "198.51.100.9")];
+    assert_eq!(metadata(&xff, &xff.key, &victim).status, 200);
+    // Named the other way round, Forwarded is the one believed.
+    let fwd = start(ProxyHeader::Forwarded);
+    let spoof = [
+        ("Forwarded", "for=203.0.113.66"),
+        ("X-Forwarded-For", "198.51.100.9"),
+    ];
+    assert_eq!(metadata(&fwd, wrong, &spoof).status, 401);
+    assert_eq!(metadata(&fwd, wrong, &spoof).status, 429);
+    let victim = [("Forwarded", "for=198.51.100.9")];
+    assert_eq!(metadata(&fwd, &fwd.key, &victim).status, 200);
+}
+
+#[test]
+fn a_limiter_out_of_room_says_so_to_the_client_and_in_metrics() {
+    let server = TestServer::start_with(|c| {
+        c.rate_limit.max_tracked_keys = 16;
+        // A bucket that refills within the test is dropped by the purge at the cap.
+        c.rate_limit.anonymous_per_ip = rate("600/minute");
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let client = format!("198.51.100.{i}");
+        let r = server.request("GET", "/healthz", &[("X-Forwarded-For", &client)], b"");
+        codes.push((r.status, r.code()));
+    }
+    let refused: Vec<_> = codes.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(!refused.is_empty(), "{codes:?}");
+    assert!(
+        refused.iter().all(|(_, c)| c == "too_many_clients"),
+        "{codes:?}"
+    );
+    assert!(server.metrics().lines().any(|l| l.starts_with(
+        "inferd_rate_limited_total{policy=\"anonymous\",reason=\"too_many_clients\"}"
+    )));
+}
+
+#[test]
+fn new_connections_beyond_an_address_share_are_closed_before_the_handshake() {
+    let server = TestServer::start_with(|c| c.rate_limit.connections_per_ip = rate("3/minute"));
+    let statuses: Vec<Option<u16>> = (0..5)
+        .map(|_| {
+            let mut conn = server.connect();
+            conn.try_send(&crate::support::raw_request("GET", "/healthz", &[], b""))
+                .ok()
+                .and_then(|()| conn.try_response(false).ok())
+                .map(|r| r.status)
+        })
+        .collect();
+    assert_eq!(&statuses[..3], &[Some(200); 3]);
+    assert_eq!(&statuses[3..], &[None, None], "closed without a handshake");
 }

@@ -128,6 +128,7 @@ pub fn provisioned() -> (tempfile::TempDir, Config, String) {
     config.rate_limit.anonymous_per_ip = unlimited;
     config.rate_limit.failed_auth_per_ip = unlimited;
     config.rate_limit.token_per_ip = unlimited;
+    config.rate_limit.connections_per_ip = unlimited;
     (dir, config, p.api_key)
 }
 
