@@ -3,7 +3,10 @@
 //! non-finite numbers, huge shapes), megabytes of text, clients that hang up. Every case ends
 //! with the right status or a clean close, no 5xx, and the server still serving.
 
-use crate::support::{Conn, DIGIT, TestServer, client_tls, provisioned, raw_request, spawn_serve};
+use crate::support::{
+    Conn, DIGIT, Reaped, TestServer, client_tls, memory_peaks_kib, provisioned, raw_request,
+    spawn_serve,
+};
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
@@ -631,29 +634,6 @@ fn non_finite_tensor_values_are_refused() {
     assert_serving_without_5xx(&server);
 }
 
-/// The real binary, killed and reaped when dropped (also when the test fails).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A process's peak virtual size and peak resident size (`VmPeak`, `VmHWM`), in KiB.
-fn memory_peaks_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {status}"))
-    };
-    (field("VmPeak:"), field("VmHWM:"))
-}
-
 #[test]
 fn huge_shapes_are_refused_quickly_without_allocating_for_them() {
     // The real binary, in a process of its own: its memory is measured alone, not with the
@@ -917,5 +897,66 @@ fn clients_that_hang_up_before_the_answer_leave_the_server_serving() {
     // Every connection's thread ends: the gauge falls back to the connection asking.
     let settled = (0..500).any(|_| metric(&server, "inferd_open_connections") == 1.0);
     assert!(settled, "connections left open");
+    assert_serving_without_5xx(&server);
+}
+
+#[test]
+fn tls_records_that_carry_no_request_are_cut_at_the_head_wire_budget() {
+    use std::io::Read;
+    // A long header deadline: what ends the connection must be the byte budget, not time.
+    let server = TestServer::start_with(|c| c.limits.header_timeout = Duration::from_secs(30));
+    let tls = server.tls.clone().unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(tls, name).unwrap();
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while client.is_handshaking() {
+        client.complete_io(&mut tcp).unwrap();
+    }
+    // TLS 1.3 key updates: records the server must decrypt and act on that carry no data.
+    // rustls allows 32 in a row; a byte of data ("\r\n", an empty line the server may skip)
+    // every 31 resets that count. Without a wire budget, the 16 KiB header cap would take
+    // some 8,000 such rounds (6 MB of records); the deadline here is 30 s.
+    let reader = {
+        let mut tcp = tcp.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut raw = Vec::new();
+            let _ = tcp.read_to_end(&mut raw);
+            raw
+        })
+    };
+    let started = Instant::now();
+    let mut sent = 0usize;
+    for round in 0.. {
+        if round % 32 == 31 {
+            client.writer().write_all(b"\r\n").unwrap();
+        } else if client.refresh_traffic_keys().is_err() {
+            break;
+        }
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        sent += wire.len();
+        if sent > 8 << 20 || tcp.write_all(&wire).is_err() {
+            break;
+        }
+    }
+    let raw = reader.join().unwrap();
+    let mut plain = Vec::new();
+    let mut rest = &raw[..];
+    while !rest.is_empty() && client.read_tls(&mut rest).is_ok_and(|n| n > 0) {
+        if client.process_new_packets().is_err() {
+            break;
+        }
+        let _ = client.reader().read_to_end(&mut plain);
+    }
+    let answer = String::from_utf8_lossy(&plain);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "after {sent} bytes sent: {answer:?}"
+    );
+    assert!(sent < 2 << 20, "answered only after {sent} bytes");
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_serving_without_5xx(&server);
 }

@@ -2,7 +2,7 @@
 //! for failed authentication, `POST /token` and open routes, trusted proxies, and the IETF
 //! draft headers on 200s and 429s.
 
-use crate::support::{Resp, TestServer};
+use crate::support::{Resp, TestServer, add_key};
 use inferd::config::{Config, ProxyHeader, Rate};
 
 fn rate(text: &str) -> Rate {
@@ -187,17 +187,6 @@ fn security_headers_on_every_answer() {
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
 }
 
-/// Adds an API key with one scope to the keys file before the server starts.
-fn add_key(c: &Config, id: &str, scope: &str) -> String {
-    use inferd::auth::api_key::{self, KeysFile};
-    let (key, entry) = api_key::generate(id, vec![scope.into()]).unwrap();
-    let path = &c.auth.api_keys_file;
-    let mut file: KeysFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    file.key.push(entry);
-    std::fs::write(path, toml::to_string(&file).unwrap()).unwrap();
-    key
-}
-
 /// `n` copies of the DIGIT input as one batch.
 fn digits_batch(n: usize) -> String {
     let one: serde_json::Value = serde_json::from_str(crate::support::DIGIT).unwrap();
@@ -316,4 +305,35 @@ fn new_connections_beyond_an_address_share_are_closed_before_the_handshake() {
         .collect();
     assert_eq!(&statuses[..3], &[Some(200); 3]);
     assert_eq!(&statuses[3..], &[None, None], "closed without a handshake");
+}
+
+#[test]
+fn refusal_log_lines_are_budgeted() {
+    let server = TestServer::start_with(|c| {
+        c.log.refusal_lines_per_s = 1;
+        c.log.access = true;
+    });
+    let wrong = "inferd_0000000000000000000000000000000000000000000";
+    let mut conn = server.connect();
+    for _ in 0..30 {
+        conn.send(&crate::support::raw_request(
+            "GET",
+            "/v2/models/digits",
+            &[("X-API-Key", wrong)],
+            b"",
+        ));
+        assert_eq!(conn.response().status, 401);
+    }
+    // 30 audit lines and 30 access lines asked for; a burst of 5 (and maybe a line or two
+    // refilled while the test ran) written, the rest counted.
+    let suppressed: f64 = server
+        .metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("inferd_log_lines_suppressed_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(suppressed >= 50.0, "{suppressed} suppressed");
 }
