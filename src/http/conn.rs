@@ -1,7 +1,8 @@
-//! One connection: the transport (plain TCP or TLS) with deadline-bound reads and writes,
-//! and the request loop: read a head within its caps and deadline, let the handler admit or
-//! refuse it from the head alone, only then read the body, run the handler, and write
-//! responses in order (keep-alive and pipelining).
+//! One connection: the transport (plain TCP or TLS) with deadline- and byte-bound reads and
+//! writes, and the request loop: read a head within its caps and deadline, let the handler
+//! admit or refuse it from the head alone (and name the body its route takes), only then
+//! read the body (Content-Length or chunked, within the route's cap and the body budget),
+//! run the handler, and write responses in order (keep-alive and pipelining).
 
 use super::error::{ApiError, HttpError};
 use super::parse::{self, ChunkedDecoder, Framing, Head, HeadLimits};

@@ -1,6 +1,9 @@
-//! The accept loop: one thread per connection up to `max_connections` (beyond: a quick 503
-//! from a small bounded set of rejector threads, else a plain close), socket timeouts, and
-//! graceful shutdown that stops accepting and drains in-flight requests within a deadline.
+//! The accept loop: one thread per connection, within a global cap and a cap per client
+//! address; at either cap the connection that has waited longest for a request head makes
+//! room, and only when all in the way are busy does a newcomer get a quick 503 (from a
+//! small bounded set of rejector threads, else a plain close). Also the budget of request
+//! bodies in flight, socket timeouts, and graceful shutdown that stops accepting and drains
+//! in-flight requests within a deadline.
 
 use super::conn::{self, Stream};
 use super::error::{ApiError, HttpError};
