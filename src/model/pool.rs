@@ -28,54 +28,76 @@ pub struct Pool {
 /// Requests each caller has in the pool, with a cap.
 struct InFlight {
     cap: usize,
-    counts: Mutex<HashMap<u64, usize>>,
-    freed: Condvar,
+    callers: Mutex<HashMap<u64, Caller>>,
+}
+
+/// One caller's requests in the pool, and those waiting for one of them to finish (each
+/// caller has its own condition variable: a place freed wakes one of that caller's
+/// waiters, not every waiting thread).
+struct Caller {
+    running: usize,
+    waiting: usize,
+    freed: Arc<Condvar>,
 }
 
 /// One of a caller's places in the pool, given back when dropped.
 struct Place<'a> {
-    callers: &'a InFlight,
+    in_flight: &'a InFlight,
     caller: u64,
 }
 
 impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Caller>> {
+        // A poisoned map only means a thread panicked while holding it; counts are intact.
+        self.callers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Waits until `caller` has fewer than `cap` requests in the pool, then takes a place;
     /// `None` once `deadline` passes first.
     fn enter(&self, caller: u64, deadline: Instant) -> Option<Place<'_>> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        while counts.get(&caller).copied().unwrap_or(0) >= self.cap {
+        let mut callers = self.lock();
+        loop {
+            let entry = callers.entry(caller).or_insert_with(|| Caller {
+                running: 0,
+                waiting: 0,
+                freed: Arc::new(Condvar::new()),
+            });
+            if entry.running < self.cap {
+                entry.running += 1;
+                return Some(Place {
+                    in_flight: self,
+                    caller,
+                });
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }
-            counts = match self.freed.wait_timeout(counts, left) {
+            entry.waiting += 1;
+            let freed = entry.freed.clone();
+            callers = match freed.wait_timeout(callers, left) {
                 Ok((guard, _)) => guard,
                 Err(p) => p.into_inner().0,
             };
+            // The entry stays while it has waiters.
+            if let Some(entry) = callers.get_mut(&caller) {
+                entry.waiting -= 1;
+            }
         }
-        *counts.entry(caller).or_insert(0) += 1;
-        Some(Place {
-            callers: self,
-            caller,
-        })
     }
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        let mut counts = self
-            .callers
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.caller) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.caller);
+        let mut callers = self.in_flight.lock();
+        if let Some(entry) = callers.get_mut(&self.caller) {
+            entry.running -= 1;
+            if entry.waiting > 0 {
+                entry.freed.notify_one();
+            } else if entry.running == 0 {
+                callers.remove(&self.caller);
             }
         }
-        drop(counts);
-        self.callers.freed.notify_all();
     }
 }
 
@@ -105,8 +127,7 @@ impl Pool {
             depth,
             callers: InFlight {
                 cap: usize::MAX,
-                counts: Mutex::new(HashMap::new()),
-                freed: Condvar::new(),
+                callers: Mutex::new(HashMap::new()),
             },
             wait: Duration::ZERO,
         })
@@ -220,6 +241,31 @@ mod tests {
         release.wait();
         assert!(first.join().unwrap().is_ok());
         assert_eq!(second.join().unwrap().unwrap(), "second of caller 1");
+    }
+
+    #[test]
+    fn a_caller_waiting_past_the_queue_timeout_is_busy() {
+        let pool = Arc::new(
+            Pool::new(2, 4)
+                .unwrap()
+                .per_caller(1, Duration::from_millis(50)),
+        );
+        let (held, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
+        let first = thread::spawn(move || {
+            p.run(7, move || {
+                h.wait();
+                r.wait();
+            })
+        });
+        held.wait();
+        let started = Instant::now();
+        assert!(matches!(pool.run(7, || ()), Err(ModelError::Busy)));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        release.wait();
+        assert!(first.join().unwrap().is_ok());
+        // Its place is free again.
+        assert!(pool.run(7, || ()).is_ok());
     }
 
     #[test]
