@@ -5,6 +5,7 @@
 mod abuse;
 mod api;
 mod auth;
+mod budget;
 mod cors;
 mod faults;
 mod http;

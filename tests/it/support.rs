@@ -48,15 +48,31 @@ pub fn spawn_serve(
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
     SocketAddr,
 ) {
+    spawn_serve_with(state, &[])
+}
+
+/// `spawn_serve` with environment overrides (`INFERD_<SECTION>_<KEY>`) on top of the file;
+/// they are applied after the default `INFERD_MODELS_ENABLED=digits`, so they may replace it.
+pub fn spawn_serve_with(
+    state: &Path,
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    SocketAddr,
+) {
     use std::io::BufRead;
-    let mut child = inferd_command()
+    let mut command = inferd_command();
+    command
         .args(["serve", "--config"])
         .arg(state.join("inferd.toml"))
         .env("INFERD_MODELS_ENABLED", "digits")
         .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn inferd");
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn inferd");
     let mut lines = std::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
     let addr = loop {
         let line = lines
@@ -97,6 +113,41 @@ pub fn copy_digits(models: &Path) {
 
 pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// The real binary, killed and reaped when dropped (also when the test fails).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process's peak virtual size and peak resident size (`VmPeak`, `VmHWM`), in KiB.
+pub fn memory_peaks_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    (field("VmPeak:"), field("VmHWM:"))
+}
+
+/// Adds an API key with one scope to the config's keys file (before the server starts, or
+/// before a reload) and returns the key.
+pub fn add_key(c: &Config, id: &str, scope: &str) -> String {
+    use inferd::auth::api_key::{self, KeysFile};
+    let (key, entry) = api_key::generate(id, vec![scope.into()]).unwrap();
+    let path = &c.auth.api_keys_file;
+    let mut file: KeysFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    file.key.push(entry);
+    std::fs::write(path, toml::to_string(&file).unwrap()).unwrap();
+    key
 }
 
 pub struct TestServer {
@@ -272,11 +323,28 @@ enum Transport {
 pub struct Conn {
     transport: Transport,
     buf: Vec<u8>,
+    /// A write failed (the server closed while a body was on its way): TLS bytes may be
+    /// left unsent, and reads must not try to flush them first.
+    write_failed: bool,
 }
 
 impl Conn {
     pub fn open(addr: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> Conn {
-        let tcp = TcpStream::connect(addr).expect("connect");
+        Conn::from_tcp(TcpStream::connect(addr).expect("connect"), tls)
+    }
+
+    /// A connection from another loopback address (`127.0.0.2`): the socket is bound to
+    /// `source` before it connects, so the server sees a second client.
+    pub fn open_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Conn {
+        Conn::from_tcp(connect_from(source, addr), tls)
+    }
+
+    /// Wraps a connected socket (TLS when `tls` is given; the handshake starts on first use).
+    pub fn from_tcp(tcp: TcpStream, tls: Option<Arc<rustls::ClientConfig>>) -> Conn {
         tcp.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         let transport = match tls {
@@ -290,6 +358,7 @@ impl Conn {
         Conn {
             transport,
             buf: Vec::new(),
+            write_failed: false,
         }
     }
 
@@ -314,16 +383,34 @@ impl Conn {
     }
 
     pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match &mut self.transport {
+        let sent = match &mut self.transport {
             Transport::Plain(t) => t.write_all(bytes),
             Transport::Tls(s) => s.write_all(bytes).and_then(|_| s.flush()),
-        }
+        };
+        self.write_failed |= sent.is_err();
+        sent
     }
 
     fn read_more(&mut self) -> std::io::Result<usize> {
         let mut chunk = [0u8; 16384];
         let n = match &mut self.transport {
             Transport::Plain(t) => t.read(&mut chunk),
+            // rustls' `Stream` flushes pending writes before it reads: after a failed write
+            // that fails too, and the answer already received would be lost. Read records
+            // straight off the socket instead.
+            Transport::Tls(s) if self.write_failed && !s.conn.is_handshaking() => loop {
+                match s.conn.reader().read(&mut chunk) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if s.conn.read_tls(&mut s.sock)? == 0 {
+                            break Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                        s.conn
+                            .process_new_packets()
+                            .map_err(std::io::Error::other)?;
+                    }
+                    read => break read,
+                }
+            },
             Transport::Tls(s) => s.read(&mut chunk),
         }?;
         self.buf.extend_from_slice(&chunk[..n]);
@@ -376,6 +463,36 @@ impl Conn {
         }
     }
 
+    /// Whether the server has started to answer, or closed: reads what has arrived without
+    /// waiting (TLS records that carry no data, such as session tickets, do not count).
+    pub fn answer_started(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        self.tcp().set_nonblocking(true).expect("nonblocking");
+        let read = self.read_more();
+        self.tcp().set_nonblocking(false).expect("blocking");
+        match read {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
+    /// Sends `bytes` in 16 KiB pieces and stops as soon as the server answers or closes (a
+    /// refusal before or while it reads a body): a client that kept writing into a closed
+    /// connection would be reset and lose that answer. True when it stopped early.
+    pub fn send_until_answered(&mut self, bytes: &[u8]) -> bool {
+        for piece in bytes.chunks(16 * 1024) {
+            if self.answer_started() || self.try_send(piece).is_err() {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn response(&mut self) -> Resp {
         self.try_response(false).expect("a response")
     }
@@ -411,4 +528,15 @@ impl Conn {
             }
         }
     }
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (any port).
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
 }
