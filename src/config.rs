@@ -666,12 +666,16 @@ impl Config {
         let max_body_bytes = count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?;
         let limits = Limits {
             max_connections,
+            // Below the global cap by default, so that one address can never hold every
+            // slot with connections that cannot be evicted (busy with a request); above it
+            // means no cap of its own.
             max_connections_per_ip: count(
                 l.max_connections_per_ip,
-                64.min(max_connections),
+                64.min((max_connections / 2).max(1)),
                 "max_connections_per_ip",
-                max_connections as u64,
-            )?,
+                100_000,
+            )?
+            .min(max_connections),
             max_inflight_body_bytes: count(
                 l.max_inflight_body_bytes,
                 (16 << 20).max(max_body_bytes),
@@ -1060,6 +1064,45 @@ api_keys_file = "keys.toml"
         assert_eq!(c.models.dir, PathBuf::from("/opt/models"));
         assert_eq!(c.limits.max_connections, 256);
         assert_eq!(c.limits.inference_queue, 2 * c.limits.inference_threads);
+        assert_eq!(c.limits.max_connections_per_ip, 64);
+        assert_eq!(c.limits.max_inflight_body_bytes, 16 << 20);
+        assert_eq!(c.trusted_proxy_header, ProxyHeader::XForwardedFor);
+        assert_eq!(c.rate_limit.ipv6_prefix, 64);
+    }
+
+    #[test]
+    fn per_address_cap_stays_below_the_global_cap_unless_set() {
+        let limits = |extra: &str| {
+            parse(&format!("{MINIMAL}\n[limits]\n{extra}\n"), &[])
+                .unwrap()
+                .limits
+        };
+        assert_eq!(limits("max_connections = 32").max_connections_per_ip, 16);
+        assert_eq!(limits("max_connections = 1").max_connections_per_ip, 1);
+        let both = limits("max_connections = 32\nmax_connections_per_ip = 100");
+        assert_eq!(both.max_connections_per_ip, 32);
+        assert!(
+            parse(
+                &format!(
+                    "{MINIMAL}\n[limits]\nmax_body_bytes = 1000\nmax_inflight_body_bytes = 999\n"
+                ),
+                &[]
+            )
+            .is_err()
+        );
+        let header = |value: &str| {
+            parse(
+                &format!("trusted_proxy_header = \"{value}\"\n{MINIMAL}"),
+                &[],
+            )
+            .map(|c| c.trusted_proxy_header)
+        };
+        assert_eq!(header("Forwarded").unwrap(), ProxyHeader::Forwarded);
+        assert_eq!(
+            header("x-forwarded-for").unwrap(),
+            ProxyHeader::XForwardedFor
+        );
+        assert!(header("via").is_err());
     }
 
     #[test]

@@ -206,7 +206,8 @@ key = "tls/key.pem"
 
 [limits]
 max_connections = 256
-max_connections_per_ip = 64       # per client address (IPv6: per /64); via trusted proxies, per forwarded client
+# max_connections_per_ip = 64     # per client address (IPv6: per /64; via trusted proxies, per
+                                  # forwarded client); default: 64, at most half max_connections
 max_body_bytes = 4194304
 max_inflight_body_bytes = 16777216 # request bodies held at once, all connections together; beyond: 503
 header_timeout_ms = 10000

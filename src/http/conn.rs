@@ -216,7 +216,7 @@ pub(crate) fn serve(
         };
         let _claim = match forwarded.map(|client| slot.claim(client)) {
             Some(Err(())) => {
-                let err = HttpError::TooManyConnections;
+                let err = HttpError::TooManyFromAddress;
                 return reject(stream, err, &conn, settings, handler, head_only);
             }
             Some(Ok(claim)) => claim,

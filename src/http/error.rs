@@ -32,10 +32,13 @@ pub enum HttpError {
     /// A transfer coding other than chunked (RFC 9112 §6.1: 501).
     #[error("not implemented: {0}")]
     NotImplemented(String),
-    /// The client's address already holds its share of connections (or, through a
-    /// trusted proxy, of requests in progress).
-    #[error("too many connections from this address, retry later")]
+    /// The server is at its connection cap and every connection is busy with a request.
+    #[error("server at its connection cap, retry later")]
     TooManyConnections,
+    /// The client's address already holds its share of connections (or, through a
+    /// trusted proxy, of requests in progress), all busy with requests.
+    #[error("too many connections from this address, retry later")]
+    TooManyFromAddress,
     /// Request bodies in flight across all connections already hold the memory budget
     /// (`max_inflight_body_bytes`); decided before reading the body.
     #[error("server busy reading other requests, retry later")]
@@ -124,7 +127,9 @@ impl ApiError {
             E::Http(H::PayloadTooLarge) => (413, "payload_too_large", self.to_string()),
             E::Http(H::RouteBodyTooLarge(_)) => (413, "payload_too_large", self.to_string()),
             E::Http(H::NotImplemented(_)) => (501, "not_implemented", self.to_string()),
-            E::Http(H::TooManyConnections) => (503, "too_many_connections", self.to_string()),
+            E::Http(H::TooManyConnections | H::TooManyFromAddress) => {
+                (503, "too_many_connections", self.to_string())
+            }
             E::Http(H::BodyBudget) => (503, "overloaded", self.to_string()),
             E::Http(H::ExpectationFailed) => (417, "expectation_failed", self.to_string()),
             E::Http(H::Timeout) => (408, "request_timeout", self.to_string()),
@@ -219,9 +224,11 @@ impl ApiError {
                 format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
             ApiError::Overloaded
-            | ApiError::Http(HttpError::TooManyConnections | HttpError::BodyBudget) => {
-                response.with_header("retry-after", "1")
-            }
+            | ApiError::Http(
+                HttpError::TooManyConnections
+                | HttpError::TooManyFromAddress
+                | HttpError::BodyBudget,
+            ) => response.with_header("retry-after", "1"),
             ApiError::Starting => response.with_header("retry-after", "5"),
             ApiError::RateLimited(limited) if limited.reason == "cost_exceeds_burst" => {
                 response.with_header("ratelimit-policy", limited.standing.policy_header())

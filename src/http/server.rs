@@ -513,9 +513,9 @@ fn accept_loop(
                 &handler,
                 &shared,
             ),
-            Err(reason) => {
-                handler.refused(503, peer, reason);
-                reject_over_cap(tcp, tls.clone(), &shared);
+            Err(refusal) => {
+                handler.refused(503, peer, &refusal.to_string());
+                reject_over_cap(tcp, tls.clone(), &shared, refusal);
             }
         }
     }
@@ -526,26 +526,26 @@ fn accept_loop(
 
 /// Makes room for a new connection from `client`: one address holding its share gives
 /// up its own connection that has waited longest for a request head; at the global cap,
-/// the connection that has waited longest anywhere goes. `Err` (with the reason) when the
+/// the connection that has waited longest anywhere goes. `Err` (which cap) when the
 /// connections in the way are all busy with requests.
 fn make_room(
     shared: &Shared,
     settings: &Settings,
     client: Option<IpAddr>,
     handler: &dyn Handler,
-) -> Result<(), &'static str> {
+) -> Result<(), HttpError> {
     let mut registry = shared.registry();
     if let Some(client) = client
         && registry.held_by(client) >= settings.max_connections_per_ip
     {
         if !registry.evict_longest_waiting(Some(client)) {
-            return Err("per-address connection cap");
+            return Err(HttpError::TooManyFromAddress);
         }
         handler.connection_evicted(true);
     }
     if registry.conns.len() >= settings.max_connections {
         if !registry.evict_longest_waiting(None) {
-            return Err("connection cap");
+            return Err(HttpError::TooManyConnections);
         }
         handler.connection_evicted(false);
     }
@@ -621,7 +621,12 @@ fn spawn_connection(
 
 /// Answers a connection over a cap with 503, from a bounded number of short-lived
 /// threads; when those are all busy the connection is simply closed.
-fn reject_over_cap(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: &Arc<Shared>) {
+fn reject_over_cap(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    shared: &Arc<Shared>,
+    refusal: HttpError,
+) {
     if shared.rejecting.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTORS {
         shared.rejecting.fetch_sub(1, Ordering::SeqCst);
         let _ = tcp.shutdown(Shutdown::Both);
@@ -636,7 +641,7 @@ fn reject_over_cap(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: &Arc<Shared
             if let Ok(mut stream) =
                 Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE)
             {
-                let response = ApiError::from(HttpError::TooManyConnections).into_response();
+                let response = ApiError::from(refusal).into_response();
                 let mut out = Vec::new();
                 response.write_to(&mut out, false, false, tls.is_some());
                 let _ = stream.write_all(&out, Instant::now() + REJECT_DEADLINE);

@@ -628,7 +628,8 @@ fn ten_from_another_address(server: &Spawned) -> Vec<Duration> {
 
 #[test]
 fn one_address_holding_every_slot_does_not_lock_out_another() {
-    // 32 connections in all; the file's per-address cap (64) must come down with it.
+    // 32 connections in all, and an operator's per-address cap as large: only the eviction
+    // at the global cap can let another address in.
     let server = Spawned::start(&[
         ("INFERD_LIMITS_MAX_CONNECTIONS", "32"),
         ("INFERD_LIMITS_MAX_CONNECTIONS_PER_IP", "32"),
