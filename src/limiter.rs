@@ -130,16 +130,18 @@ impl<C: Clock + Clone> Policy<C> {
         }
         match self.limiter.check_key(&key) {
             Ok(snapshot) => Ok(self.standing(snapshot.remaining_burst_capacity())),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(clock.now());
-                let mut standing = self.standing(0);
-                standing.reset = wait + self.period() * (self.rate.burst.get() - 1);
-                Err(RateLimited {
-                    standing,
-                    retry_after: wait,
-                    reason: "quota",
-                })
-            }
+            Err(not_until) => Err(self.over_quota(not_until.wait_time_from(clock.now()))),
+        }
+    }
+
+    /// A refusal for a bucket that allows the next request after `wait`.
+    fn over_quota(&self, wait: Duration) -> RateLimited {
+        let mut standing = self.standing(0);
+        standing.reset = wait + self.period() * (self.rate.burst.get() - 1);
+        RateLimited {
+            standing,
+            retry_after: wait,
+            reason: "quota",
         }
     }
 
@@ -152,16 +154,7 @@ impl<C: Clock + Clone> Policy<C> {
     ) -> Result<Standing, RateLimited> {
         match self.limiter.check_key_n(&key, cost) {
             Ok(Ok(snapshot)) => Ok(self.standing(snapshot.remaining_burst_capacity())),
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(clock.now());
-                let mut standing = self.standing(0);
-                standing.reset = wait + self.period() * (self.rate.burst.get() - 1);
-                Err(RateLimited {
-                    standing,
-                    retry_after: wait,
-                    reason: "quota",
-                })
-            }
+            Ok(Err(not_until)) => Err(self.over_quota(not_until.wait_time_from(clock.now()))),
             Err(_) => Err(RateLimited {
                 standing: self.standing(0),
                 retry_after: self.rate.window,

@@ -202,6 +202,24 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
+    /// Starts a job for `caller` that holds its worker until the returned barrier is
+    /// passed; returns once the job is running.
+    fn hold(
+        pool: &Arc<Pool>,
+        caller: u64,
+    ) -> (thread::JoinHandle<Result<(), ModelError>>, Arc<Barrier>) {
+        let (held, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
+        let job = thread::spawn(move || {
+            p.run(caller, move || {
+                h.wait();
+                r.wait();
+            })
+        });
+        held.wait();
+        (job, release)
+    }
+
     fn pool(workers: usize, queue: usize, per_caller: usize) -> Pool {
         Pool::new(workers, queue)
             .unwrap()
@@ -224,16 +242,7 @@ mod tests {
         // Two workers, one place per caller: caller 1 holds a worker; its second request
         // waits for its own place, while caller 2 runs on the free worker at once.
         let pool = Arc::new(pool(2, 4, 1));
-        let held = Arc::new(Barrier::new(2));
-        let release = Arc::new(Barrier::new(2));
-        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
-        let first = thread::spawn(move || {
-            p.run(1, move || {
-                h.wait();
-                r.wait();
-            })
-        });
-        held.wait();
+        let (first, release) = hold(&pool, 1);
         let p = pool.clone();
         let second = thread::spawn(move || p.run(1, || "second of caller 1"));
         assert_eq!(pool.run(2, || "caller 2").unwrap(), "caller 2");
@@ -273,16 +282,7 @@ mod tests {
         // One worker held on a barrier, one queue slot: of two more jobs, exactly one queues
         // and exactly one is refused at once.
         let pool = Arc::new(pool(1, 1, 8));
-        let held = Arc::new(Barrier::new(2));
-        let release = Arc::new(Barrier::new(2));
-        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
-        let first = thread::spawn(move || {
-            p.run(1, move || {
-                h.wait();
-                r.wait();
-            })
-        });
-        held.wait();
+        let (first, release) = hold(&pool, 1);
         let others: Vec<_> = (0..2)
             .map(|_| {
                 let p = pool.clone();
