@@ -259,15 +259,7 @@ mod tests {
                 .unwrap()
                 .per_caller(1, Duration::from_millis(50)),
         );
-        let (held, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-        let (p, h, r) = (pool.clone(), held.clone(), release.clone());
-        let first = thread::spawn(move || {
-            p.run(7, move || {
-                h.wait();
-                r.wait();
-            })
-        });
-        held.wait();
+        let (first, release) = hold(&pool, 7);
         let started = Instant::now();
         assert!(matches!(pool.run(7, || ()), Err(ModelError::Busy)));
         assert!(started.elapsed() >= Duration::from_millis(50));
