@@ -68,6 +68,46 @@ framings = {
 for name, raw in framings.items():
     write("body_framing", name, raw)
 
+# --- chunked: caps byte (bits 0-2 max_body, 3-5 max_trailer), k, k piece sizes, then body ---
+# max_body index: 0 0, 1 1, 2 5, 3 16, 4 100, 5 4096, 6 4 MiB, 7 1 GiB;
+# max_trailer index: 0 0, 1 1, 2 2, 3 3, 4 16, 5 96, 6 16 KiB, 7 1 MiB.
+def chunked(name, body, max_body=6, max_trailer=6, pieces=b""):
+    write("chunked", name, bytes([max_body | max_trailer << 3, len(pieces)]) + pieces + body)
+
+chunked("simple", b"5\r\nhello\r\n0\r\n\r\n")
+chunked("pipelined", b"5;ext=1\r\nhello\r\nA\r\n, world!!!\r\n0\r\nX-Trailer: t\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", pieces=b"\x03")
+chunked("extensions", b'1a ; name = "quoted \\" value" ;flag;n=tok\r\nabcdefghijklmnopqrstuvwxyz\r\n0;last\r\n\r\n', pieces=b"\x01\x07")
+chunked("trailers", b"3\r\nabc\r\n0\r\nServer-Timing: total;dur=12\r\nDigest: sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=\r\n\r\n", max_trailer=5, pieces=b"\x02\x00\x05")
+chunked("split_crlf", b"4\r\nwiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n\r\n", pieces=b"\x01\x01\x02")
+chunked("one_byte_each", b"10\r\n0123456789abcdef\r\n0\r\n\r\n", max_body=3)
+chunked("huge_size", b"ffffffffffffffff\r\n")
+chunked("too_many_digits", b"0000000000000000005\r\nhello\r\n0\r\n\r\n")
+chunked("over_cap", b"65\r\n" + b"x" * 101 + b"\r\n0\r\n\r\n", max_body=4)
+chunked("bare_lf_size", b"5\nhello\r\n0\r\n\r\n")
+chunked("bare_lf_data", b"5\r\nhello\n0\r\n\r\n")
+chunked("bare_lf_end", b"5\r\nhello\r\n0\r\n\n")
+chunked("no_colon_trailer", b"0\r\nno colon\r\n\r\n")
+chunked("trailer_cap", b"0\r\nX: " + b"t" * 100 + b"\r\n\r\n", max_trailer=5)
+chunked("long_size_line", b"1;" + b"e" * 1100 + b"\r\nx\r\n0\r\n\r\n", pieces=b"\xff")
+chunked("empty_size", b"\r\n0\r\n\r\n")
+chunked("unfinished", b"5\r\nhel", pieces=b"\x02")
+chunked("zero_cap_empty", b"0\r\n\r\n", max_body=0, max_trailer=2)
+
+# --- token_form: the body ----------------------------------------------------------------------
+def form(name, body):
+    write("token_form", name, body)
+
+form("credentials", "grant_type=client_credentials&client_id=camera-1&client_secret=s3cr%20et%21&scope=predict+metrics")
+form("basic_only", "grant_type=client_credentials")
+form("repeated", "grant_type=client_credentials&grant_type=password&scope=a&scope=b")
+form("unknown_params", "grant_type=client_credentials&audience=x&resource=https%3A%2F%2Fa&client_id=c&client_secret=s")
+form("empty_pieces", "&&grant_type=client_credentials&&&=&scope&=x&a==b=c&")
+form("percent_edge", "client_id=%&client_secret=%4&scope=%zz%41%%41+%2B&grant_type=%C3%A9%FF%fe%E2%82")
+form("pairs_32", "&".join(f"p{i}=v" for i in range(31)) + "&scope=last")
+form("pairs_33", "&".join(f"p{i}=v" for i in range(32)) + "&scope=last")
+form("at_cap", "scope=" + "a" * 4090)
+form("over_cap", "scope=" + "a" * 4091)
+
 # --- oip_json: mode byte, then body ---------------------------------------------------------
 def oip(name, mode, body):
     write("oip_json", name, bytes([mode]) + body)
@@ -121,6 +161,7 @@ end = provision.index('"#,', start)
 init_config = (provision[start:end]
                .replace("{listen}", '"127.0.0.1:8443"')
                .replace("{models}", '"/opt/inferd/models"')
+               .replace("{audience}", '"device.local"')
                .replace("{{", "{").replace("}}", "}"))
 write("config", "inferd_init", init_config)
 write("config", "minimal", 'listen = "127.0.0.1:0"\n[tls]\ncert = "tls/cert.pem"\nkey = "tls/key.pem"\n[models]\ndir = "/opt/models"\n[auth]\napi_keys_file = "keys.toml"\n')

@@ -81,6 +81,8 @@ max_len() {
         token) echo 9000 ;;          # past max_token_bytes (8 KiB)
         oip_json) echo 16384 ;;
         config) echo 8192 ;;
+        chunked) echo 8192 ;;        # past the 1 KiB size-line cap and /token's 4 KiB body cap
+        token_form) echo 5000 ;;     # past MAX_FORM_BYTES (4 KiB)
         *) echo 4096 ;;
     esac
 }
@@ -90,6 +92,8 @@ dict() {
         oip_json | predict_json) echo "$fuzz_dir/dict/json.dict" ;;
         token | token_mutate) echo "$fuzz_dir/dict/jwt.dict" ;;
         config) echo "$fuzz_dir/dict/toml.dict" ;;
+        chunked) echo "$fuzz_dir/dict/chunked.dict" ;;
+        token_form) echo "$fuzz_dir/dict/form.dict" ;;
     esac
 }
 

@@ -1,9 +1,15 @@
 //! Body framing (`inferd::http::parse::framing`, RFC 9112 §6.3) on heads built directly,
 //! so header values may hold anything a `String` can (httparse would refuse some bytes
 //! before framing sees them), compared with an independent reading of the rules:
-//! - Transfer-Encoding is never accepted (with Content-Length: 400; alone: 411);
+//! - Transfer-Encoding in an HTTP/1.0 request is 400 (RFC 9112 §6.1), whatever else;
 //! - every Content-Length value, split on commas and stripped of SP/HTAB only, is 1*DIGIT,
 //!   and all are equal, else 400;
+//! - Transfer-Encoding with Content-Length is 400;
+//! - Transfer-Encoding alone: its codings (every field's value split on commas, stripped of
+//!   SP/HTAB, empty elements dropped, compared case-insensitively) frame the body as chunked
+//!   when they are exactly `chunked`; `chunked` last and once after other codings (`gzip,
+//!   chunked`) is 501; anything else (not ending in `chunked`, `chunked` twice, no coding)
+//!   leaves the length unknowable: 400;
 //! - a length above `max_body` is 413, 0 means no body; POST/PUT/PATCH without a length 411.
 //!
 //! Input: line 1 is the method, line 2 the version (`0` for HTTP/1.0), line 3 `max_body` in
@@ -39,7 +45,8 @@ fuzz_target!(|data: &[u8]| {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "framing disagrees with the rules"),
         (Err(HttpError::BadRequest(_)), Err(Expected::BadRequest))
         | (Err(HttpError::LengthRequired), Err(Expected::LengthRequired))
-        | (Err(HttpError::PayloadTooLarge), Err(Expected::TooLarge)) => {}
+        | (Err(HttpError::PayloadTooLarge), Err(Expected::TooLarge))
+        | (Err(HttpError::NotImplemented(_)), Err(Expected::NotImplemented)) => {}
         // Lengths beyond u64 saturate in inferd, so two different huge values are "too
         // large" there and "conflicting" here: both refuse before reading a byte.
         (Err(HttpError::PayloadTooLarge), Err(Expected::BadRequest)) if huge(&head) => {}
@@ -54,6 +61,7 @@ enum Expected {
     BadRequest,
     LengthRequired,
     TooLarge,
+    NotImplemented,
 }
 
 fn huge(head: &Head) -> bool {
@@ -75,6 +83,9 @@ fn canonical(part: &str) -> Option<&str> {
 
 fn model(head: &Head, max_body: usize) -> Result<Framing, Expected> {
     let te = head.headers.iter().any(|(n, _)| n == "transfer-encoding");
+    if te && head.minor_version == 0 {
+        return Err(Expected::BadRequest);
+    }
     let mut length: Option<&str> = None;
     for (_, v) in head.headers.iter().filter(|(n, _)| n == "content-length") {
         for part in v.split(',') {
@@ -87,7 +98,7 @@ fn model(head: &Head, max_body: usize) -> Result<Framing, Expected> {
     }
     match (te, length) {
         (true, Some(_)) => Err(Expected::BadRequest),
-        (true, None) => Err(Expected::LengthRequired),
+        (true, None) => codings(head),
         (false, Some(d)) => {
             // Compare as decimal strings: no overflow in the model.
             let max = max_body.to_string();
@@ -103,5 +114,30 @@ fn model(head: &Head, max_body: usize) -> Result<Framing, Expected> {
             Err(Expected::LengthRequired)
         }
         (false, None) => Ok(Framing::NoBody),
+    }
+}
+
+/// Framing by Transfer-Encoding alone (RFC 9112 §6.3 items 4 and 5, §7).
+fn codings(head: &Head) -> Result<Framing, Expected> {
+    let mut list: Vec<&str> = Vec::new();
+    for (_, v) in head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "transfer-encoding")
+    {
+        for element in v.split(',') {
+            let coding = element.trim_matches([' ', '\t']);
+            if !coding.is_empty() {
+                list.push(coding);
+            }
+        }
+    }
+    let is_chunked = |c: &str| c.eq_ignore_ascii_case("chunked");
+    let times = list.iter().filter(|c| is_chunked(c)).count();
+    match list.split_last() {
+        Some((last, [])) if is_chunked(last) => Ok(Framing::Chunked),
+        // chunked is the final coding, applied once, after codings inferd does not decode.
+        Some((last, _)) if is_chunked(last) && times == 1 => Err(Expected::NotImplemented),
+        _ => Err(Expected::BadRequest),
     }
 }

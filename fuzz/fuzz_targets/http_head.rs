@@ -6,7 +6,9 @@
 //!   Host for HTTP/1.1;
 //! - parsing is incremental-safe: every prefix cut after a line end of a complete head is
 //!   "need more bytes" (the server re-parses as bytes arrive);
-//! - the framing of a parsed head agrees with its Content-Length/Transfer-Encoding headers.
+//! - the framing of a parsed head agrees with its Content-Length/Transfer-Encoding headers
+//!   (chunked only with Transfer-Encoding, on HTTP/1.1, without Content-Length; 501 only
+//!   with Transfer-Encoding).
 #![no_main]
 
 use inferd::http::HttpError;
@@ -105,6 +107,15 @@ fn check(buf: &[u8], limits: &HeadLimits) {
             }
         }
         Ok(Framing::NoBody) => assert!(!has_te),
+        Ok(Framing::Chunked) => {
+            assert!(has_te, "chunked framing without Transfer-Encoding");
+            assert_eq!(head.minor_version, 1, "chunked framing in HTTP/1.0");
+            assert!(
+                !head.headers.iter().any(|(n, _)| n == "content-length"),
+                "chunked framing despite Content-Length"
+            );
+        }
+        Err(HttpError::NotImplemented(_)) => assert!(has_te, "501 without Transfer-Encoding"),
         Err(
             HttpError::BadRequest(_) | HttpError::LengthRequired | HttpError::PayloadTooLarge,
         ) => {}

@@ -1,6 +1,8 @@
 //! Open Inference Protocol request decoding (`inferd::oip::decode` for JSON and Triton's
 //! binary extension, `inferd::oip::decode_raw` for raw binary requests), as the `/infer`
-//! handler calls them. Never panics, and:
+//! handler calls them but with `model::tensor::Unchecked` as the model check (any name,
+//! datatype and shape passes, so the decoders' own bounds are what is tested; a real model
+//! only refuses more). Never panics, and:
 //! - every decoded tensor holds exactly the elements its shape claims, and no more elements
 //!   than the body has bytes;
 //! - the heap never grows by more than a small multiple of the body (a claimed shape must
@@ -18,7 +20,7 @@
 //!   model input specs below, the rest is the body.
 #![no_main]
 
-use inferd::model::tensor::{Data, DataType, Tensor, element_count};
+use inferd::model::tensor::{Data, DataType, Tensor, Unchecked, element_count};
 use inferd::oip::{InferRequest, decode, decode_raw};
 use inferd_fuzz::Peak;
 use libfuzzer_sys::fuzz_target;
@@ -67,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let (name, datatype, shape) = SPECS[spec as usize % SPECS.len()];
             let peak = Peak::start();
-            let result = decode_raw(body, name, datatype, shape);
+            let result = decode_raw(body, name, datatype, shape, &Unchecked);
             bounded(&peak, body.len());
             if let Ok(req) = result {
                 assert_eq!(req.inputs.len(), 1);
@@ -90,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn json(body: &[u8], header_len: Option<usize>) {
     let peak = Peak::start();
-    let result = decode(body, header_len);
+    let result = decode(body, header_len, &Unchecked);
     bounded(&peak, body.len());
     let Ok(req) = result else { return };
     consistent(&req, body.len());
@@ -139,7 +141,7 @@ fn round_trip(req: &InferRequest) {
     let mut body = serde_json::to_vec(&serde_json::json!({ "inputs": inputs })).expect("json");
     let header_len = body.len();
     body.extend_from_slice(&binary);
-    let again = decode(&body, Some(header_len)).expect("a decoded request re-encodes");
+    let again = decode(&body, Some(header_len), &Unchecked).expect("a decoded request re-encodes");
     assert_eq!(again.inputs.len(), req.inputs.len());
     for (a, b) in again.inputs.iter().zip(&req.inputs) {
         assert!(same(a, b), "round trip changed {b:?} into {a:?}");

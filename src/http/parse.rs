@@ -260,6 +260,8 @@ pub struct ChunkedDecoder {
     trailer: usize,
     max_body: usize,
     max_trailer: usize,
+    /// Bytes of the current unfinished line already searched for its end.
+    searched: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +285,7 @@ impl ChunkedDecoder {
             trailer: 0,
             max_body,
             max_trailer,
+            searched: 0,
         }
     }
 
@@ -292,8 +295,8 @@ impl ChunkedDecoder {
     }
 
     /// Decodes what it can of `input`, appending data to `out`; returns how many bytes of
-    /// `input` it used. Bytes it did not use (an incomplete line) must be fed again with
-    /// more after them. Stops at the end of the body, leaving what follows unused.
+    /// `input` it used. Bytes it did not use (an incomplete line) must be fed again, first,
+    /// with more after them (the decoder remembers how far it searched them). Stops at the end of the body, leaving what follows unused.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, HttpError> {
         let mut used = 0;
         loop {
@@ -321,8 +324,7 @@ impl ChunkedDecoder {
                     _ => return Err(bad_chunk("chunk data not followed by CRLF")),
                 },
                 ChunkState::Size => {
-                    let Some(eol) = rest.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n')
-                    else {
+                    let Some(eol) = self.line_end(rest, MAX_CHUNK_LINE) else {
                         if rest.len() >= MAX_CHUNK_LINE {
                             return Err(bad_chunk("chunk-size line too long"));
                         }
@@ -351,7 +353,7 @@ impl ChunkedDecoder {
                 }
                 ChunkState::Trailer => {
                     let room = self.max_trailer.saturating_sub(self.trailer);
-                    let Some(eol) = rest.iter().take(room + 1).position(|&b| b == b'\n') else {
+                    let Some(eol) = self.line_end(rest, room.saturating_add(1)) else {
                         if rest.len() > room {
                             return Err(HttpError::HeadersTooLarge);
                         }
@@ -369,6 +371,27 @@ impl ChunkedDecoder {
                         _ => return Err(bad_chunk("trailer line not ended by CRLF")),
                     }
                 }
+            }
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Where the line starting `rest` ends, looking at most `limit` bytes in. Bytes searched
+    /// by an earlier call that found no end are not searched again: the caller feeds a line's
+    /// unused bytes back with more after them, so a line trickled one byte per read costs
+    /// linear time, not quadratic.
+    fn line_end(&mut self, rest: &[u8], limit: usize) -> Option<usize> {
+        let end = rest.len().min(limit);
+        let from = self.searched.min(end);
+        match rest[from..end].iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                self.searched = 0;
+                Some(from + at)
+            }
+            None => {
+                self.searched = end;
+                None
             }
         }
     }
@@ -617,6 +640,29 @@ mod tests {
         ));
         let endless = format!("1;{}", "e".repeat(2000));
         assert!(matches!(bad(endless.as_bytes()), HttpError::BadRequest(_)));
+    }
+
+    #[test]
+    fn lines_trickled_a_byte_at_a_time_and_unbounded_trailers() {
+        // Long extensions and trailers fed one byte per call decode as when fed at once.
+        let ext = format!(
+            "3;{}\r\nabc\r\n0\r\nX-T: {}\r\n\r\n",
+            "e".repeat(900),
+            "t".repeat(5000)
+        );
+        let mut d = ChunkedDecoder::new(100, 8192);
+        let (mut out, mut pending) = (Vec::new(), Vec::new());
+        for &b in ext.as_bytes() {
+            pending.push(b);
+            let used = d.feed(&pending, &mut out).unwrap();
+            pending.drain(..used);
+        }
+        assert!(d.is_done() && pending.is_empty());
+        assert_eq!(out, b"abc");
+        // A trailer cap of usize::MAX does not overflow.
+        let mut d = ChunkedDecoder::new(100, usize::MAX);
+        assert_eq!(d.feed(b"0\r\n\r\n", &mut Vec::new()).unwrap(), 5);
+        assert!(d.is_done());
     }
 
     #[test]
