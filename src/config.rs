@@ -273,10 +273,10 @@ pub struct Limits {
     /// Bytes of request bodies read or held at once across all connections; a body that
     /// would exceed it is refused (503) before it is read.
     pub max_inflight_body_bytes: usize,
-    /// Inference requests one caller may have in the pool (queued or running); more wait
-    /// for one of the caller's own to finish, up to `queue_timeout`.
+    /// Inference requests one caller may have running while other callers' wait: a free
+    /// worker goes to callers below it first (alone, a caller may use every worker).
     pub max_in_flight_per_caller: usize,
-    /// How long a request may wait for its turn at inference before 503.
+    /// How long a request may wait for a worker before 503; it then never runs.
     pub queue_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
@@ -289,7 +289,8 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// Inference worker threads (default: one per core).
     pub inference_threads: usize,
-    /// Requests that may wait for a worker before the server answers 503 (default: 2 per worker).
+    /// Requests that may wait for a worker at once, one caller at most half of them
+    /// (default: `max_connections`: waiting is bounded by time, `queue_timeout`).
     pub inference_queue: usize,
 }
 
@@ -656,13 +657,16 @@ impl Config {
             }
         };
         let inference_threads = count(l.inference_threads, cores, "inference_threads", 256)?;
+        let max_connections = count(l.max_connections, 256, "max_connections", 100_000)?;
+        // By default every connection may have a request waiting: requests are refused by
+        // the time they would wait (queue_timeout_ms), not by the depth of the queue, whose
+        // memory is the bodies' (within max_inflight_body_bytes).
         let inference_queue = count(
             l.inference_queue,
-            2 * inference_threads,
+            max_connections,
             "inference_queue",
             100_000,
         )?;
-        let max_connections = count(l.max_connections, 256, "max_connections", 100_000)?;
         let max_body_bytes = count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?;
         let limits = Limits {
             max_connections,
@@ -682,11 +686,11 @@ impl Config {
                 "max_inflight_body_bytes",
                 1 << 34,
             )?,
-            // Half the pool's places (workers and queue) and at least one worker's worth:
-            // one caller cannot hold them all, and alone it still uses every core.
+            // Half the workers: a free worker goes to a caller below it first, so another
+            // caller waits for at most one job of each; alone, a caller uses every worker.
             max_in_flight_per_caller: count(
                 l.max_in_flight_per_caller,
-                inference_threads.max((inference_threads + inference_queue) / 2),
+                (inference_threads / 2).max(1),
                 "max_in_flight_per_caller",
                 100_000,
             )?,
@@ -1063,7 +1067,11 @@ api_keys_file = "keys.toml"
         assert_eq!(c.tls.unwrap().cert, PathBuf::from("/state/tls/cert.pem"));
         assert_eq!(c.models.dir, PathBuf::from("/opt/models"));
         assert_eq!(c.limits.max_connections, 256);
-        assert_eq!(c.limits.inference_queue, 2 * c.limits.inference_threads);
+        assert_eq!(c.limits.inference_queue, 256);
+        assert_eq!(
+            c.limits.max_in_flight_per_caller,
+            (c.limits.inference_threads / 2).max(1)
+        );
         assert_eq!(c.limits.max_connections_per_ip, 64);
         assert_eq!(c.limits.max_inflight_body_bytes, 16 << 20);
         assert_eq!(c.trusted_proxy_header, ProxyHeader::XForwardedFor);

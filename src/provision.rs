@@ -212,7 +212,7 @@ max_body_bytes = 4194304
 max_inflight_body_bytes = 16777216 # request bodies held at once, all connections together; beyond: 503
 header_timeout_ms = 10000
 idle_timeout_ms = 30000
-queue_timeout_ms = 10000          # longest wait for inference (a caller over max_in_flight_per_caller waits its turn)
+queue_timeout_ms = 10000          # longest wait for a worker; beyond it 503 (requests wait by time, not queue depth)
 
 [models]
 dir = {models}
