@@ -306,9 +306,7 @@ class Bench:
                    # Huge quotas, not "off": the limiter still runs, as slowapi does on the reference.
                    INFERD_RATE_LIMIT_DEFAULT="1000000/second",
                    INFERD_RATE_LIMIT_ANONYMOUS_PER_IP="1000000/second",
-                   # Queue every request of the c=64 cells instead of shedding most of them with 503
-                   # (the default queue is 2 per worker).
-                   INFERD_LIMITS_INFERENCE_QUEUE=str(max(self.a.concurrency)),
+                   # The default queue: requests wait by time (queue_timeout_ms), not depth.
                    INFERD_LOG_ACCESS="false")  # the reference runs with --no-access-log
         return self.spawn("inferd", "inferd", [self.a.inferd, "serve", "--config", str(self.state / "inferd.toml")],
                           env, tls, port, "/v2/health/ready")
@@ -624,7 +622,7 @@ def main() -> int:
         "machine": f"{cpu.group(1) if cpu else '?'}, {CORES} cores, {mem_gib:.0f} GiB, Linux {os.uname().release}",
         "command": a.command,
         "config": (f"{a.seconds} s per cell, wrk 4.1 -t min(c, {CORES}) --timeout 10s; inferd: rate limits on with "
-                   f"quotas of 1000000/second, inference_queue {max(a.concurrency)}, access log off, one inference "
+                   f"quotas of 1000000/second, the default inference queue, access log off, one inference "
                    f"worker per core; reference: uvicorn --workers {a.ref_workers} per model, onnxruntime "
                    f"intra_op_threads {a.ref_ort_threads}, RATE_LIMIT 1000000000/minute, --no-access-log"),
         "tokens": subprocess.run([f"{a.venv}/bin/python", "-c",
