@@ -6,7 +6,7 @@
 # Advisories, in this order:
 #   1. the live RustSec database (a git repository on GitHub), fetched with a time bound;
 #   2. else the offline snapshot at $INFERD_ADVISORY_DB, or ../shared/rustsec-advisory-db
-#      relative to the repository root: copied to a temporary git repository dated to the
+#      relative to the repository root (or to the local checkout it was cloned from): copied to a temporary git repository dated to the
 #      snapshot's own date, so that cargo-deny's staleness limit (deny.toml,
 #      maximum-db-staleness) measures the snapshot's real age; the date used is printed;
 #   3. else the check is reported as SKIPPED, loudly: never a silent pass.
@@ -48,7 +48,13 @@ if [ -n "${INFERD_ADVISORY_DB:-}" ]; then
         exit 1
     fi
 else
+    # Next to the repository, or next to the checkout this clone was made from (a CI clone
+    # of a local checkout finds the snapshot its origin sits beside).
     snapshot=../shared/rustsec-advisory-db
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    if [ ! -d "$snapshot/crates" ] && [ -n "$origin" ] && [ -d "$origin/../shared/rustsec-advisory-db/crates" ]; then
+        snapshot=$origin/../shared/rustsec-advisory-db
+    fi
 fi
 if [ ! -d "$snapshot/crates" ]; then
     say "advisories SKIPPED: the RustSec database could not be fetched (no network beyond" \
