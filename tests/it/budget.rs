@@ -696,13 +696,19 @@ fn a_key_at_its_in_flight_cap_does_not_stop_a_second_key() {
     let batch = long_texts(8);
     let infer = |key: &str, body: &str| {
         let started = Instant::now();
-        let r = server.request(
+        let mut conn = server.connect();
+        // Under emulation (qemu-user) a batch takes tens of seconds: wait as long as the
+        // server's own queue timeout allows.
+        conn.tcp()
+            .set_read_timeout(Some(Duration::from_secs(600)))
+            .unwrap();
+        conn.send(&raw_request(
             "POST",
             "/v2/models/sentiment/infer",
             &[("X-API-Key", key), ("Content-Type", "application/json")],
             body.as_bytes(),
-        );
-        (r.status, started.elapsed())
+        ));
+        (conn.response().status, started.elapsed())
     };
     let started = Instant::now();
     let (a, b) = thread::scope(|s| {
