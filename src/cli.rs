@@ -7,10 +7,18 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// `inferd --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("INFERD_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "inferd",
-    version,
+    version = VERSION,
     about = "A secure ML inference appliance for edge devices"
 )]
 pub struct Cli {

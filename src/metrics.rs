@@ -208,7 +208,10 @@ impl Metrics {
         registry.register(
             "build",
             "The running build",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("INFERD_COMMIT")),
+            ]),
         );
         Metrics {
             registry: Arc::new(registry),
