@@ -50,5 +50,7 @@ fn main() {
                 .map_or(0, |d| d.as_secs())
         });
     println!("cargo:rustc-env=BUILT_AT_UNIX={built}");
-    println!("cargo:rustc-env=INFERD_COMMIT={}", commit());
+    // Not an INFERD_ name: cargo also sets it for `cargo test` and `cargo run`, children
+    // inherit it, and the server refuses unknown INFERD_* variables.
+    println!("cargo:rustc-env=BUILD_COMMIT={}", commit());
 }

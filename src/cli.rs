@@ -11,7 +11,7 @@ use std::time::Instant;
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("INFERD_COMMIT"),
+    env!("BUILD_COMMIT"),
     ")"
 );
 

@@ -210,7 +210,7 @@ impl Metrics {
             "The running build",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("commit", env!("INFERD_COMMIT")),
+                ("commit", env!("BUILD_COMMIT")),
             ]),
         );
         Metrics {
