@@ -215,11 +215,11 @@ pub(crate) fn serve(
             false => None,
         };
         let _claim = match forwarded.map(|client| slot.claim(client)) {
-            Some(Err(())) => {
+            Some(None) => {
                 let err = HttpError::TooManyFromAddress;
                 return reject(stream, err, &conn, settings, handler, head_only);
             }
-            Some(Ok(claim)) => claim,
+            Some(claim) => claim,
             None => None,
         };
         // Refusals decided from the head (unknown route, bad method, no credentials) are

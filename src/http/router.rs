@@ -248,13 +248,12 @@ impl crate::http::Handler for Router {
         if status != 0 {
             metrics.request("-", status, std::time::Duration::ZERO);
         }
-        match self.appliance.log_budget.admit() {
-            Some(n) => log::info!(
+        if let Some(n) = admit_line(&self.appliance.log_budget, metrics) {
+            log::info!(
                 target: "inferd::access",
                 "- - {status} peer={peer} principal=- ({reason}){}",
                 suppressed_note(n)
-            ),
-            None => metrics.log_suppressed(),
+            );
         }
     }
 }
@@ -469,9 +468,18 @@ pub(crate) fn limited_error(
 /// Whether a line that a client without valid credentials caused may be logged now;
 /// `Some(n)`: yes, and `n` such lines were dropped before it.
 fn budgeted(app: &App) -> Option<u64> {
-    let admitted = app.log_budget.admit();
+    admit_line(&app.log_budget, &app.metrics)
+}
+
+/// `budgeted` for the HTTP layer's refusals, which have no app: the same budget and
+/// metrics, which outlive every app.
+fn admit_line(
+    budget: &crate::limiter::LogBudget,
+    metrics: &crate::metrics::Metrics,
+) -> Option<u64> {
+    let admitted = budget.admit();
     if admitted.is_none() {
-        app.metrics.log_suppressed();
+        metrics.log_suppressed();
     }
     admitted
 }

@@ -341,21 +341,18 @@ impl Slot {
     }
 
     /// For a proxy's connection: counts one request in progress against the forwarded
-    /// client's cap. `Err` when that client holds its share already.
-    pub(crate) fn claim(&self, client: IpAddr) -> Result<Option<Claim<'_>>, ()> {
-        if !self.proxy {
-            return Ok(None);
-        }
+    /// client's cap. `None` when that client holds its share already.
+    pub(crate) fn claim(&self, client: IpAddr) -> Option<Claim<'_>> {
         let client = self.shared.client_key(client);
         let mut registry = self.shared.registry();
         if registry.held_by(client) >= self.shared.per_ip_cap {
-            return Err(());
+            return None;
         }
         registry.count(client);
-        Ok(Some(Claim {
+        Some(Claim {
             shared: &self.shared,
             client,
-        }))
+        })
     }
 
     pub(crate) fn is_proxy(&self) -> bool {
