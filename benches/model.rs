@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let texts = sentiment.encode_texts(&[black_box(text.clone())]);
                 texts
-                    .and_then(|t| repo.classify(&sentiment, t, 0))
+                    .and_then(|t| repo.classify(&sentiment, t, 0, None))
                     .map(|c| c.len())
             })
         });
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             digits
                 .check(vec![black_box(input.clone())])
-                .and_then(|checked| repo.infer(&digits, checked, 0))
+                .and_then(|checked| repo.infer(&digits, checked, 0, None))
                 .is_ok()
         })
     });

@@ -11,6 +11,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// An inference request, decoded.
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct InferRequest {
     pub outputs: Vec<(String, Option<bool>)>,
     /// `parameters.binary_data_output`: every output in binary.
     pub binary_output: bool,
+    /// `parameters.timeout` (Triton's schedule-policy extension, microseconds): the most
+    /// the request will wait to start; absent or 0, the server's queue timeout.
+    pub timeout: Option<Duration>,
 }
 
 /// Most inputs, outputs and dimensions a request may list: far above any model's, and
@@ -100,6 +104,7 @@ struct Params {
     binary_data_output: Option<bool>,
     binary_data: Option<bool>,
     binary_data_size: Option<Scalar>,
+    timeout: Option<Scalar>,
 }
 
 /// A parameter value: the scalars inferd acts on, or something else (skipped).
@@ -175,6 +180,7 @@ impl<'de> Deserialize<'de> for Params {
                         }
                         "binary_data" => params.binary_data = map.next_value::<Scalar>()?.as_bool(),
                         "binary_data_size" => params.binary_data_size = Some(map.next_value()?),
+                        "timeout" => params.timeout = Some(map.next_value()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -184,6 +190,19 @@ impl<'de> Deserialize<'de> for Params {
             }
         }
         deserializer.deserialize_map(V)
+    }
+}
+
+/// `parameters.timeout`: microseconds as a non-negative integer; 0 means the default.
+fn timeout(value: Option<Scalar>) -> Result<Option<Duration>, ModelError> {
+    match value {
+        None | Some(Scalar::Uint(0)) => Ok(None),
+        Some(Scalar::Uint(us)) => Ok(Some(Duration::from_micros(us))),
+        Some(_) => Err(ModelError::invalid(
+            "invalid_parameter",
+            "parameters.timeout must be a whole number of microseconds (0: the server's default)"
+                .into(),
+        )),
     }
 }
 
@@ -294,6 +313,7 @@ pub fn decode(
     Ok(InferRequest {
         id: raw.id,
         inputs,
+        timeout: timeout(raw.parameters.timeout)?,
         binary_output: raw.parameters.binary_data_output.unwrap_or(false),
         outputs: raw
             .outputs
@@ -362,6 +382,7 @@ pub fn decode_raw(
         }],
         outputs: Vec::new(),
         binary_output: true,
+        timeout: None,
     })
 }
 
@@ -692,6 +713,35 @@ mod tests {
         assert!(!r.binary_output);
         assert_eq!(r.outputs, vec![("y".to_owned(), Some(true))]);
         assert_eq!(r.inputs[0].data, Data::I64(vec![7]));
+    }
+
+    #[test]
+    fn the_timeout_parameter_is_microseconds_and_zero_means_the_default() {
+        let with = |t: &str| {
+            json(&format!(
+                r#"{{"parameters":{{"timeout":{t}}},"inputs":[{{"name":"x","shape":[1],"datatype":"INT64","data":[7]}}]}}"#
+            ))
+        };
+        assert_eq!(
+            with("250000").unwrap().timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(with("0").unwrap().timeout, None);
+        for bad in ["-1", "1.5", "\"5s\"", "null", "[1]"] {
+            let e = with(bad).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ModelError::Invalid {
+                        code: "invalid_parameter",
+                        ..
+                    }
+                ),
+                "{bad}: {e:?}"
+            );
+        }
+        let none = json(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[7]}]}"#);
+        assert_eq!(none.unwrap().timeout, None);
     }
 
     #[test]

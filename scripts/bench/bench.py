@@ -60,6 +60,12 @@ WORKLOADS = {
     "text": (Route("/predict", json.dumps({"text": SENTENCE})),
              Route("/predict", json.dumps({"text": SENTENCE})), "sentiment"),
 }
+# Latency by text length, at c=1 only: "good" is one token, so N - 2 of them make N tokens with
+# [CLS] and [SEP] (checked against the model's tokenizer before the run).
+TEXT_LENGTHS = (16, 64, 128)
+for _n in TEXT_LENGTHS:
+    _body = json.dumps({"text": " ".join(["good"] * (_n - 2))})
+    WORKLOADS[f"text{_n}"] = (Route("/predict", _body), Route("/predict", _body), "sentiment")
 
 
 def inferd_env() -> dict:
@@ -461,8 +467,10 @@ class Bench:
                                                           self.a.ref_text_model, "preprocess_sentiment", tls))
             self.idle(phase, sides, list(self.servers))
             turn = 0
+            for n in TEXT_LENGTHS:
+                sides[f"text{n}"] = sides["text"]
             for workload, ss in sides.items():
-                for c in self.a.concurrency:
+                for c in (self.a.concurrency if workload in ("tensor", "text") else [1]):
                     for s in ss[turn % len(ss):] + ss[:turn % len(ss)]:  # rotate who goes first
                         self.cells.append(self.run_cell(s, workload, transport, c))
                         time.sleep(1)
@@ -549,6 +557,14 @@ def report(b: Bench, meta: dict) -> tuple[str, bool]:
                 q = ratio(i["rps"], r["rps"])
                 targets.append((f"text req/s >= 1.0x at c=cores, against {ref}", f"{t} c={c_cores}",
                                 f"{i['rps']:.0f}", f"{r['rps']:.0f}", fmt_ratio(q), q is not None and q >= 1.0))
+    for ref in refs:
+        for t in a.transports:
+            i, r = cell.get(("inferd", "text16", t, 1)), cell.get((ref, "text16", t, 1))
+            if i and r:
+                q = ratio(i["p50_ms"], r["p50_ms"])
+                targets.append((f"text c=1 p50 at 16 tokens <= {ref}'s", f"{t} c=1",
+                                f"{i['p50_ms']:.3f} ms", f"{r['p50_ms']:.3f} ms", fmt_ratio(q),
+                                q is not None and q <= 1.0))
     inferd_idle = {p["transport"]: p["servers"]["inferd"]["idle_rss_kib"] for p in b.phases if "inferd" in p["servers"]}
     for p in b.phases:
         s = p["servers"]
@@ -568,7 +584,7 @@ def report(b: Bench, meta: dict) -> tuple[str, bool]:
                                 f"mean {x['mean_ms']:.3f} ms (p50 {x['p50_ms']:.3f}) - inference {inf:.3f} ms "
                                 f"= {over:.3f} ms", "", f"{over / inf:.0%} (p50: {over50 / inf:.0%})",
                                 over / inf <= 0.1))
-    L.append("\n### Targets (issue 7)\n")
+    L.append("\n### Targets (issues 7 and 14)\n")
     L.append("| target | cell | inferd | reference | ratio | |")
     L.append("|---|---|---|---|---:|---|")
     for name, where, iv, rv, rt, ok in targets:
@@ -593,7 +609,7 @@ def main() -> int:
     ap.add_argument("--results", required=True, help="folder for the .md and .json results")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--concurrency", default=f"1,{CORES},64")
+    ap.add_argument("--concurrency", default=f"1,{CORES},{4 * CORES},64")
     ap.add_argument("--transports", default="http,tls")
     ap.add_argument("--ref-workers", type=int, default=CORES)
     ap.add_argument("--ref-ort-threads", type=int, default=1)
@@ -630,6 +646,14 @@ def main() -> int:
                                   "print(p.preprocess(sys.argv[1], None)['input_ids'].shape[1])", SENTENCE],
                                  capture_output=True, text=True, cwd=HERE).stdout.strip() or "?",
     }
+    for n in TEXT_LENGTHS:
+        body = json.loads(WORKLOADS[f"text{n}"][0].body)["text"]
+        got = subprocess.run([f"{a.venv}/bin/python", "-c",
+                              "import sys, preprocess_sentiment as p; "
+                              "print(p.preprocess(sys.argv[1], None)['input_ids'].shape[1])", body],
+                             capture_output=True, text=True, cwd=HERE).stdout.strip()
+        if got and int(got) != n:
+            sys.exit(f"bench: the {n}-token text has {got} tokens")
     b = Bench(a)
 
     def on_signal(signum, _frame):

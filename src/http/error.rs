@@ -90,9 +90,10 @@ pub enum ApiError {
     /// Well-formed input the model cannot take (datatype, shape, value, text length).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
-    /// The inference queue is full.
-    #[error("server busy, retry later")]
-    Overloaded,
+    /// Inference could not start in time (queue full, or the wait ran out); retry in
+    /// `retry_after` seconds.
+    #[error("server busy, retry in {retry_after} s")]
+    Overloaded { retry_after: u32 },
     /// The appliance is still loading its models (the port opens before they are ready).
     #[error("starting: models are loading, retry shortly")]
     Starting,
@@ -142,7 +143,7 @@ impl ApiError {
             E::Malformed(m) => (400, "malformed_json", m.clone()),
             E::BadInput { code, message } => (400, code, message.clone()),
             E::Unprocessable { code, message } => (422, code, message.clone()),
-            E::Overloaded => (503, "overloaded", self.to_string()),
+            E::Overloaded { .. } => (503, "overloaded", self.to_string()),
             E::Starting => (503, "starting", self.to_string()),
             E::RateLimited(l) => match l.reason {
                 "too_many_clients" => (
@@ -223,8 +224,10 @@ impl ApiError {
                 "www-authenticate",
                 format!(r#"Bearer realm="inferd", error="insufficient_scope", scope="{scope}""#),
             ),
-            ApiError::Overloaded
-            | ApiError::Http(
+            ApiError::Overloaded { retry_after } => {
+                response.with_header("retry-after", retry_after.to_string())
+            }
+            ApiError::Http(
                 HttpError::TooManyConnections
                 | HttpError::TooManyFromAddress
                 | HttpError::BodyBudget,
@@ -259,7 +262,7 @@ impl From<ModelError> for ApiError {
             M::UnknownModel(_) | M::UnknownVersion { .. } => ApiError::NotFound(message),
             M::Invalid { code, .. } => ApiError::BadInput { code, message },
             M::Input { code, .. } => ApiError::Unprocessable { code, message },
-            M::Busy => ApiError::Overloaded,
+            M::Busy { retry_after } => ApiError::Overloaded { retry_after },
             M::Inference(_) | M::Load { .. } | M::Manifest { .. } | M::Tokenizer { .. } => {
                 ApiError::Internal(message)
             }
@@ -283,7 +286,7 @@ mod tests {
         assert_eq!(ApiError::from(HttpError::PayloadTooLarge).status(), 413);
         let r = ApiError::MethodNotAllowed { allow: "GET, HEAD" }.into_response();
         assert_eq!((r.status(), r.header("allow")), (405, Some("GET, HEAD")));
-        let r = ApiError::Overloaded.into_response();
+        let r = ApiError::Overloaded { retry_after: 1 }.into_response();
         assert_eq!((r.status(), r.header("retry-after")), (503, Some("1")));
         let r = ApiError::Unauthorized { bearer: true }.into_response();
         assert!(

@@ -13,13 +13,14 @@ pub mod text;
 
 use crate::metrics::Metrics;
 use manifest::{Manifest, Task};
-use pool::Pool;
+use pool::{How, Pool};
 use runtime::{Dim, Graph, Plan};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tensor::{Data, DataType, InputCheck, Tensor};
 use text::Preprocessor;
 
@@ -38,9 +39,10 @@ pub enum ModelError {
     /// A well-formed input this model cannot take (datatype, shape, value, text): 422.
     #[error("{message}")]
     Input { code: &'static str, message: String },
-    /// The inference queue is full.
-    #[error("inference queue full")]
-    Busy,
+    /// The request could not start in time (the queue, or the caller's half of it, is
+    /// full, or the wait ran out): retry in `retry_after` seconds, as the pool estimates.
+    #[error("inference queue full, retry in {retry_after} s")]
+    Busy { retry_after: u32 },
     /// The runtime failed on an input that passed validation.
     #[error("inference failed: {0}")]
     Inference(String),
@@ -101,7 +103,15 @@ pub struct Model {
     graph_outputs: Vec<String>,
     graph_inputs: Vec<String>,
     runner: Runner,
+    /// Mean run time per batch item in ns (exponentially weighted; 0 until measured).
+    item_ns: AtomicU64,
 }
+
+/// A request whose expected run time is below this runs on its connection's thread when a
+/// worker's share is free (`pool::How::here`): the two thread hand-offs it saves cost more
+/// than such an inference. Longer runs stay on the workers, whose thread-local scratch
+/// space tract then keeps on a few threads, not on every connection's.
+const RUN_HERE_BELOW: Duration = Duration::from_micros(500);
 
 impl Model {
     /// Loads `dir/model.toml`, `dir/model.onnx` (and the tokenizer), and optimises the plans.
@@ -189,7 +199,29 @@ impl Model {
             graph_inputs: graph.inputs,
             manifest,
             runner,
+            item_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Records a run of `items` batch items in the mean per item (weight 1/8 for the
+    /// newest).
+    fn ran(&self, took: Duration, items: usize) {
+        let per_item = u64::try_from(took.as_nanos() / items.max(1) as u128).unwrap_or(u64::MAX);
+        let old = self.item_ns.load(Ordering::Relaxed);
+        let new = match old {
+            0 => per_item.max(1),
+            _ => (old - old / 8 + per_item / 8).max(1),
+        };
+        self.item_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether `items` batch items are expected to run in under `RUN_HERE_BELOW` (never
+    /// before a first measurement).
+    fn quick(&self, items: usize) -> bool {
+        match self.item_ns.load(Ordering::Relaxed) {
+            0 => false,
+            ns => (ns as u128) * (items as u128) < RUN_HERE_BELOW.as_nanos(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -565,24 +597,31 @@ impl ModelRepository {
         &self.pool
     }
 
-    /// Classifies tokenised texts on the pool for `caller`, one queued job for the whole
-    /// request.
+    /// Classifies tokenised texts on the pool for `caller`, one job for the whole request,
+    /// which waits at most `wait` (within the queue timeout) to start.
     pub fn classify(
         &self,
         model: &Arc<Model>,
         texts: Vec<Encoded>,
         caller: u64,
+        wait: Option<Duration>,
     ) -> Result<Vec<Classification>, ModelError> {
         let (model, metrics) = (model.clone(), self.metrics.clone());
+        let how = How {
+            here: model.quick(texts.len()),
+            wait,
+        };
         let queued = Instant::now();
-        let ran = self.pool.run(caller, move || {
+        let ran = self.pool.run(caller, how, move || {
             metrics.queue_wait(queued.elapsed());
             texts
                 .iter()
                 .map(|t| {
                     let started = Instant::now();
                     let (c, bucket) = model.classify_encoded(t)?;
-                    metrics.inference(model.name(), Some(bucket), started.elapsed());
+                    let took = started.elapsed();
+                    model.ran(took, 1);
+                    metrics.inference(model.name(), Some(bucket), took);
                     Ok(c)
                 })
                 .collect()
@@ -591,26 +630,35 @@ impl ModelRepository {
     }
 
     fn counted<T>(&self, ran: Result<T, ModelError>) -> Result<T, ModelError> {
-        if matches!(ran, Err(ModelError::Busy)) {
+        if matches!(ran, Err(ModelError::Busy { .. })) {
             self.metrics.inference_rejected();
         }
         ran
     }
 
-    /// Runs the model on checked tensors, on the pool for `caller`.
+    /// Runs the model on checked tensors for `caller`, waiting at most `wait` (within the
+    /// queue timeout) to start: on the pool, or on this thread when its measured cost is
+    /// tiny and a worker's share is free.
     pub fn infer(
         &self,
         model: &Arc<Model>,
         inputs: Checked,
         caller: u64,
+        wait: Option<Duration>,
     ) -> Result<Vec<Tensor>, ModelError> {
         let (model, metrics) = (model.clone(), self.metrics.clone());
+        let how = How {
+            here: model.quick(inputs.batch),
+            wait,
+        };
         let queued = Instant::now();
-        let ran = self.pool.run(caller, move || {
+        let ran = self.pool.run(caller, how, move || {
             metrics.queue_wait(queued.elapsed());
             let started = Instant::now();
             let out = model.infer_now(inputs.inputs);
-            metrics.inference(model.name(), None, started.elapsed());
+            let took = started.elapsed();
+            model.ran(took, inputs.batch);
+            metrics.inference(model.name(), None, took);
             out
         });
         self.counted(ran)?

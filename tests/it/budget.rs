@@ -750,3 +750,71 @@ fn a_key_at_its_in_flight_cap_does_not_stop_a_second_key() {
     let a_served = a.iter().filter(|(status, _, _)| *status == 200).count();
     assert!(a_served <= 3, "A served {a_served} before and around B");
 }
+
+/// The OIP `timeout` parameter (Triton's schedule-policy extension, microseconds) caps how
+/// long a request waits for a worker: with the only worker busy on a long batch, a request
+/// asking for 20 ms is refused 503 with `Retry-After` and answered before the batch ends,
+/// though the server's own queue timeout is ten minutes. A timeout that is not a whole
+/// number of microseconds is 400 before anything runs.
+#[test]
+fn a_request_waits_no_longer_than_its_oip_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.models.enabled = vec!["digits".into(), "sentiment".into()];
+        c.limits.inference_threads = 1;
+        c.limits.queue_timeout = Duration::from_secs(600);
+        c.rate_limit.enabled = false;
+    });
+    let with_timeout =
+        |t: &str| DIGIT.replacen('{', &format!(r#"{{"parameters":{{"timeout":{t}}},"#), 1);
+    let r = server.post_json("/v2/models/digits/infer", &with_timeout("-5"));
+    assert_eq!((r.status, r.code()), (400, "invalid_parameter".to_owned()));
+    let queue_waits = || {
+        server
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("inferd_inference_queue_wait_seconds_count "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = queue_waits();
+    thread::scope(|s| {
+        let long = s.spawn(|| {
+            let mut conn = server.connect();
+            conn.tcp()
+                .set_read_timeout(Some(Duration::from_secs(600)))
+                .unwrap();
+            conn.send(&raw_request(
+                "POST",
+                "/v2/models/sentiment/infer",
+                &[
+                    ("X-API-Key", &server.key),
+                    ("Content-Type", "application/json"),
+                ],
+                long_texts(16).as_bytes(),
+            ));
+            (conn.response().status, Instant::now())
+        });
+        // The batch holds the worker once its queue wait is recorded (when a worker takes it).
+        while queue_waits() <= before {
+            assert!(
+                !long.is_finished(),
+                "the batch ended before it was seen starting"
+            );
+        }
+        let r = server.post_json("/v2/models/digits/infer", &with_timeout("20000"));
+        let short_done = Instant::now();
+        assert_eq!((r.status, r.code()), (503, "overloaded".to_owned()));
+        let retry: u32 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        let (status, long_done) = long.join().unwrap();
+        assert_eq!(status, 200);
+        assert!(short_done < long_done, "answered before the batch ended");
+    });
+    // With the worker free, a request with a timeout runs.
+    let r = server.post_json("/v2/models/digits/infer", &with_timeout("5000000"));
+    assert_eq!(r.status, 200);
+}

@@ -57,7 +57,7 @@ fn sentiment_matches_onnxruntime_on_committed_cases() {
         .map(|c| c["text"].as_str().unwrap().to_owned())
         .collect();
     let results = repo
-        .classify(&model, model.encode_texts(&texts).unwrap(), 0)
+        .classify(&model, model.encode_texts(&texts).unwrap(), 0, None)
         .unwrap();
     let mut worst = 0f32;
     for (case, got) in cases.iter().zip(&results) {
@@ -119,7 +119,7 @@ fn digits_matches_onnxruntime_and_labels() {
         data: Data::F32(data),
     };
     let out = repo
-        .infer(&model, model.check(vec![input]).unwrap(), 0)
+        .infer(&model, model.check(vec![input]).unwrap(), 0, None)
         .unwrap();
     let Data::F32(probs) = &out[0].data else {
         panic!("FP32 output")
@@ -166,7 +166,7 @@ fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
         std::thread::spawn(move || {
             let texts: Vec<String> = part.iter().map(|(t, _)| t.clone()).collect();
             let encoded = model.encode_texts(&texts).unwrap();
-            let got = repo.classify(&model, encoded, 0).unwrap();
+            let got = repo.classify(&model, encoded, 0, None).unwrap();
             got.iter()
                 .zip(&part)
                 .filter(|(c, (_, label))| c.label == ["negative", "positive"][*label])

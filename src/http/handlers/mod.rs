@@ -67,7 +67,7 @@ pub fn predict(app: &App, req: &Request, who: &Admission) -> Result<Response, Ap
     who.require(app, req, Scope::Predict(model.name()))?;
     let texts = model.encode_texts(&[input.text])?;
     who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
-    let result = app.models.classify(&model, texts, who.caller())?;
+    let result = app.models.classify(&model, texts, who.caller(), None)?;
     let Some(c) = result.into_iter().next() else {
         return Err(ApiError::Internal("classifier returned nothing".into()));
     };
@@ -124,11 +124,12 @@ pub fn infer(
     };
     let inputs = std::mem::take(&mut request.inputs);
     let outputs = if model.is_text() {
-        classify_tensor(app, req, who, &model, inputs)?
+        classify_tensor(app, req, who, &model, inputs, request.timeout)?
     } else {
         let checked = model.check(inputs)?;
         who.charge(app, req, checked.cost())?;
-        app.models.infer(&model, checked, who.caller())?
+        app.models
+            .infer(&model, checked, who.caller(), request.timeout)?
     };
     let encoded = oip::encode(model.name(), &model.manifest.version, &request, outputs)?;
     Ok(match encoded.header_len {
@@ -146,6 +147,7 @@ fn classify_tensor(
     who: &Admission,
     model: &Arc<Model>,
     inputs: Vec<Tensor>,
+    wait: Option<std::time::Duration>,
 ) -> Result<Vec<Tensor>, ApiError> {
     let [input]: [Tensor; 1] = inputs.try_into().map_err(|_| {
         ModelError::input(
@@ -166,7 +168,7 @@ fn classify_tensor(
         .collect::<Result<Vec<_>, _>>()?;
     let texts = model.encode_texts(&texts)?;
     who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
-    let results = app.models.classify(model, texts, who.caller())?;
+    let results = app.models.classify(model, texts, who.caller(), wait)?;
     let labels = model.manifest.labels.len();
     let probabilities = results
         .iter()

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# CPU profile of inferd's tensor path under load: the default config that `inferd init`
+# writes (TLS, keep-alive, rate limits on with huge quotas as in the benchmark, access log
+# off), wrk at c = cores on POST /v2/models/digits/infer from 127.0.0.1, `perf record` on the
+# server for the whole run, folded stacks and an SVG flamegraph (inferno, from crates.io).
+#
+#   scripts/profile.sh OUT_PREFIX [SECONDS]
+#
+# Writes OUT_PREFIX.folded, OUT_PREFIX.svg and OUT_PREFIX.txt (wrk's summary, the server's CPU
+# per request, and the top frames by self time). Needs a release binary with line tables,
+# built into its own target dir (the default release profile strips symbols):
+#
+#   CARGO_TARGET_DIR=/var/tmp/prof-target CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+#       CARGO_PROFILE_RELEASE_STRIP=false cargo build --release
+#   INFERD_BIN=/var/tmp/prof-target/release/inferd scripts/profile.sh docs/profile/after
+#
+# env: INFERD_BIN (default /var/tmp/prof-target/release/inferd), CONNECTIONS (default cores),
+#      PERF_FREQ (samples per second, default 1999). perf uses the cpu-clock software event,
+#      which works where hardware counters are not exposed (virtual machines).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: scripts/profile.sh OUT_PREFIX [SECONDS]}
+secs=${2:-10}
+bin=${INFERD_BIN:-/var/tmp/prof-target/release/inferd}
+conns=${CONNECTIONS:-$(nproc)}
+for tool in perf wrk inferno-collapse-perf inferno-flamegraph python3; do
+    command -v "$tool" >/dev/null || {
+        echo "profile.sh: needs $tool (apt-get install -y linux-perf wrk; cargo install inferno)" >&2
+        exit 2
+    }
+done
+mkdir -p "$(dirname "$out")"
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+clean_env() { exec env $(env | grep -o '^INFERD_[A-Z_]*' | sed 's/^/-u /') "$@"; }
+
+key=$(clean_env "$bin" init "$tmp/state" --listen 127.0.0.1:0 --models "$repo/models" --json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"])')
+clean_env INFERD_RATE_LIMIT_DEFAULT=1000000/second INFERD_RATE_LIMIT_ANONYMOUS_PER_IP=1000000/second \
+    INFERD_LOG_ACCESS=false "$bin" serve --config "$tmp/state/inferd.toml" 2> "$tmp/log" &
+pid=$!
+addr=
+for _ in $(seq 1 500); do
+    addr=$(grep -o 'listening on https://[0-9.:]*' "$tmp/log" | sed 's|.*https://||' || true)
+    [ -n "$addr" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
+    read -rt 0.02 <> <(:) || true
+done
+[ -n "$addr" ] || { echo "profile.sh: no listening line" >&2; exit 1; }
+until curl -sf --cacert "$tmp/state/tls/ca.pem" "https://$addr/v2/health/ready" -o /dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
+    read -rt 0.02 <> <(:) || true
+done
+
+digit=$(python3 -c 'print(",".join(str(float(i % 17)) for i in range(64)))')
+body="{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[$digit]}]}"
+url="https://$addr/v2/models/digits/infer"
+# Warm the connections' TLS sessions and the allocator before sampling.
+API_KEY=$key BENCH_BODY=$body timeout 10 wrk -t1 -c"$conns" -d1s -s "$repo/scripts/bench/post_json.lua" "$url" >/dev/null
+
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+before=$(ticks)
+perf record -q -e cpu-clock -F "${PERF_FREQ:-1999}" --call-graph dwarf,16384 -p "$pid" \
+    -o "$tmp/perf.data" -- sleep "$((secs + 1))" 2> "$tmp/perf.log" &
+perf_pid=$!
+API_KEY=$key BENCH_BODY=$body timeout $((secs + 10)) \
+    wrk -t"$(( conns < $(nproc) ? conns : $(nproc) ))" -c"$conns" -d"${secs}s" \
+    -s "$repo/scripts/bench/post_json.lua" "$url" > "$tmp/wrk.txt"
+after=$(ticks)
+wait "$perf_pid"
+requests=$(grep -o 'requests=[0-9]*' "$tmp/wrk.txt" | cut -d= -f2)
+perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf > "$out.folded"
+inferno-flamegraph --title "inferd: POST /v2/models/digits/infer, TLS, c=$conns, default config" \
+    < "$out.folded" > "$out.svg"
+{
+    grep -v '^HIST' "$tmp/wrk.txt"
+    python3 - "$before" "$after" "$hz" "$requests" <<'EOF'
+import sys
+before, after, hz, requests = (int(x) for x in sys.argv[1:])
+cpu = (after - before) / hz
+print(f"server CPU: {cpu:.2f} s for {requests} requests = {cpu / requests * 1e6:.1f} us per request")
+EOF
+    python3 "$repo/scripts/profile_summary.py" "$out.folded"
+} | tee "$out.txt"
