@@ -1,10 +1,13 @@
 //! API keys: a TOML keys file of ids, SHA-256 hashes, scopes and optional expiry. A
-//! presented key is hashed and compared in constant time with every stored hash; the key
-//! itself is never stored, logged or compared with `==`.
+//! presented key is hashed and looked up by its hash (O(1) however many keys: the lookup's
+//! timing depends only on the digest, which says nothing usable about the key without
+//! inverting SHA-256), then confirmed with a constant-time comparison; the key itself is
+//! never stored, logged or compared with `==`.
 
 use super::{AuthError, Method, Principal};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
@@ -39,9 +42,9 @@ struct Stored {
     hash: [u8; 32],
 }
 
-/// The loaded keys.
+/// The loaded keys, by the SHA-256 of the key.
 pub struct KeyRing {
-    keys: Vec<Stored>,
+    keys: HashMap<[u8; 32], Stored>,
 }
 
 /// SHA-256 of a presented secret (keys and client secrets are 256-bit random, so a fast
@@ -78,14 +81,21 @@ impl KeyRing {
         };
         let file: KeysFile =
             toml::from_str(text).map_err(|e| err(crate::config::toml_reason(text, &e)))?;
-        let mut keys = Vec::with_capacity(file.key.len());
+        let mut keys = HashMap::with_capacity(file.key.len());
+        let mut ids = std::collections::HashSet::with_capacity(file.key.len());
         for entry in file.key {
             let hash = unhex(&entry.sha256)
                 .ok_or_else(|| err(format!("key {}: sha256 must be 64 hex digits", entry.id)))?;
-            if entry.id.is_empty() || keys.iter().any(|k: &Stored| k.entry.id == entry.id) {
+            if entry.id.is_empty() || !ids.insert(entry.id.clone()) {
                 return Err(err(format!("key id {:?} is empty or repeated", entry.id)));
             }
-            keys.push(Stored { entry, hash });
+            if keys.contains_key(&hash) {
+                return Err(err(format!(
+                    "key {}: the same key (sha256) is listed under another id",
+                    entry.id
+                )));
+            }
+            keys.insert(hash, Stored { entry, hash });
         }
         Ok(KeyRing { keys })
     }
@@ -107,19 +117,17 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
-    /// Checks a presented key against every stored hash (no early exit).
+    /// Looks a presented key up by its hash and confirms it in constant time.
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<Principal, AuthError> {
         if presented.is_empty() || presented.len() > MAX_KEY_LEN {
             return Err(AuthError::UnknownKey);
         }
         let hash = sha256(presented.as_bytes());
-        let mut found: Option<&Stored> = None;
-        for stored in &self.keys {
-            if bool::from(stored.hash.ct_eq(&hash)) {
-                found = Some(stored);
-            }
-        }
-        let stored = found.ok_or(AuthError::UnknownKey)?;
+        let stored = self
+            .keys
+            .get(&hash)
+            .filter(|stored| bool::from(stored.hash.ct_eq(&hash)))
+            .ok_or(AuthError::UnknownKey)?;
         if let Some(expires) = stored.entry.expires
             && now >= UNIX_EPOCH + Duration::from_secs(expires)
         {
@@ -204,5 +212,29 @@ mod tests {
         assert!(e.to_string().contains("64 hex"));
         let unknown = "[[key]]\nid = \"a\"\nsha = \"zz\"\nscopes = []\n";
         assert!(KeyRing::parse(unknown, Path::new("k.toml")).is_err());
+        let hash = "ab".repeat(32);
+        let twice = format!(
+            "[[key]]\nid = \"a\"\nsha256 = \"{hash}\"\nscopes = []\n\
+             [[key]]\nid = \"b\"\nsha256 = \"{hash}\"\nscopes = []\n"
+        );
+        let e = KeyRing::parse(&twice, Path::new("k.toml")).err().unwrap();
+        assert!(e.to_string().contains("another id"), "{e}");
+    }
+
+    #[test]
+    fn many_keys_each_verify_as_their_own_id() {
+        let keys: Vec<_> = (0..50)
+            .map(|i| generate(&format!("k{i}"), vec!["predict".into()]).unwrap())
+            .collect();
+        let file = KeysFile {
+            key: keys.iter().map(|(_, entry)| entry.clone()).collect(),
+        };
+        let ring = KeyRing::parse(&toml::to_string(&file).unwrap(), Path::new("k.toml")).unwrap();
+        assert_eq!(ring.len(), 50);
+        for (i, (key, _)) in keys.iter().enumerate() {
+            let p = ring.verify(key, SystemTime::now()).unwrap();
+            assert_eq!(p.id, format!("k{i}"));
+        }
+        assert!(ring.verify("inferd_nope", SystemTime::now()).is_err());
     }
 }

@@ -2,7 +2,24 @@
 //! bounded), and its serialisation to HTTP/1.1.
 
 use serde::Serialize;
-use std::time::SystemTime;
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `Date` field's value for now: formatted once per second per thread, not per response.
+fn http_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    });
+}
 
 /// A response as handlers build it; the server adds framing headers when writing it.
 #[derive(Debug, Clone)]
@@ -81,14 +98,15 @@ impl Response {
         use std::io::Write;
         // Writing into a Vec cannot fail.
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        let _ = write!(
-            out,
-            "date: {}\r\n",
-            httpdate::fmt_http_date(SystemTime::now())
-        );
+        out.extend_from_slice(b"date: ");
+        http_date(out);
+        out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             // Values are ours, but never let one break the framing.
-            let value: String = value.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+            let value: std::borrow::Cow<str> = match value.contains(['\r', '\n']) {
+                true => value.chars().filter(|c| *c != '\r' && *c != '\n').collect(),
+                false => value.into(),
+            };
             match &**name {
                 // One Vary field, always naming Origin (a preflight adds its own fields).
                 "vary" if !value.split(',').any(|v| v.trim() == "origin") => {

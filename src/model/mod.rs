@@ -203,6 +203,19 @@ impl Model {
         })
     }
 
+    /// The matrix kernels of every plan, each with its count of graph nodes.
+    pub fn kernels(&self) -> Vec<(String, usize)> {
+        let mut all = BTreeMap::<String, usize>::new();
+        let plans: Vec<&Plan> = match &self.runner {
+            Runner::Text { plans, .. } => plans.iter().map(|(_, p)| p).collect(),
+            Runner::Tensor { plan } => vec![plan],
+        };
+        for (kernel, n) in plans.iter().flat_map(|p| p.kernels()) {
+            *all.entry(kernel).or_default() += n;
+        }
+        all.into_iter().collect()
+    }
+
     /// Records a run of `items` batch items in the mean per item (weight 1/8 for the
     /// newest).
     fn ran(&self, took: Duration, items: usize) {
@@ -487,6 +500,10 @@ pub fn text_cost(texts: &[Encoded], tokens_per_unit: u32) -> u32 {
     u32::try_from(units).unwrap_or(u32::MAX)
 }
 
+/// tract-linalg's AVX2 int8 kernel, whose inner loop mixes a legacy-SSE load into VEX-256
+/// code (docs/text-model-performance.md): the load path warns when a model runs on it.
+const SLOW_INT8_KERNEL: &str = "avx2_mmm_i32";
+
 /// The plan key of a text model's single plan for every sequence length.
 const ANY_LENGTH: usize = usize::MAX;
 
@@ -526,12 +543,33 @@ impl ModelRepository {
         let mut models = BTreeMap::new();
         for folder in folders {
             let model = Model::load(&folder)?;
+            let kernels = model.kernels();
             log::info!(
-                "model {} v{} loaded from {}",
+                "model {} v{} loaded from {}; matrix kernels: {}",
                 model.name(),
                 model.manifest.version,
-                folder.display()
+                folder.display(),
+                match kernels.as_slice() {
+                    [] => "none".to_owned(),
+                    all => all
+                        .iter()
+                        .map(|(k, n)| format!("{k} x{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
             );
+            if let Some((slow, _)) = kernels
+                .iter()
+                .find(|(k, _)| k.starts_with(SLOW_INT8_KERNEL))
+            {
+                log::warn!(
+                    "model {}: int8 matrix products run on tract's {slow} kernel (this CPU has \
+                     no AVX-512 VNNI or AVX-VNNI), measured 12-14x slower than it should be \
+                     on AMD Zen 3 (docs/text-model-performance.md); expect text inference in \
+                     hundreds of ms",
+                    model.name()
+                );
+            }
             models.insert(model.name().to_owned(), Arc::new(model));
         }
         if models.is_empty() {

@@ -136,6 +136,21 @@ fn from_tract(name: &str, t: &tract_onnx::prelude::Tensor) -> Result<Tensor, Str
 }
 
 impl Plan {
+    /// The matrix-multiply kernels tract chose for this plan (one name per kernel, as
+    /// tract-linalg names them), each with the number of graph nodes that run on it.
+    pub fn kernels(&self) -> Vec<(String, usize)> {
+        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        let mut found = std::collections::BTreeMap::<String, usize>::new();
+        for node in self.runnable.model().nodes() {
+            if let Some(op) = node.op_as::<OptMatMul>() {
+                for mmm in &op.mmm {
+                    *found.entry(mmm.name().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
     /// Runs the plan on inputs in graph order; outputs come back in graph order, named.
     pub fn run(&self, inputs: Vec<Tensor>, output_names: &[String]) -> Result<Vec<Tensor>, String> {
         let inputs: TVec<TValue> = inputs.into_iter().map(to_tract).collect::<Result<_, _>>()?;

@@ -44,6 +44,10 @@ impl Graph {
 }
 
 impl Plan {
+    pub fn kernels(&self) -> Vec<(String, usize)> {
+        match self.never {}
+    }
+
     pub fn run(
         &self,
         _inputs: Vec<Tensor>,

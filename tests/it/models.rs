@@ -186,3 +186,22 @@ fn sentiment_heldout_accuracy_in_tract_is_within_a_point_of_onnxruntime() {
         "tract {accuracy:.4} vs onnxruntime {ONNXRUNTIME_HELDOUT_ACCURACY}"
     );
 }
+
+/// Each bundled model names the matrix kernels tract chose for it (what the load log line
+/// reports): the sentiment encoder's int8 products run on an i32-accumulating kernel, and
+/// the digits model's on an f32 one, whatever the CPU.
+#[test]
+fn models_report_their_matrix_kernels() {
+    let repo = repository();
+    let kernels = |name: &str| repo.get(name, None).unwrap().kernels();
+    let sentiment = kernels("sentiment");
+    assert!(
+        sentiment.iter().any(|(k, n)| k.contains("i32") && *n > 0),
+        "{sentiment:?}"
+    );
+    let digits = kernels("digits");
+    assert!(
+        !digits.is_empty() && digits.iter().all(|(k, _)| !k.is_empty()),
+        "{digits:?}"
+    );
+}
