@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use inferd::metrics::Metrics;
-use inferd::model::pool::Pool;
+use inferd::model::pool::{How, Pool};
 use inferd::model::tensor::{Data, Tensor};
 use inferd::model::text::Preprocessor;
 use inferd::model::{Model, ModelRepository};
@@ -120,8 +120,17 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
+    // The hop to a worker and back (what a model that costs more than `RUN_HERE_BELOW` pays),
+    // and the same job run on the caller's thread (what the digits model pays).
     c.bench_function("model/pool_round_trip", |b| {
-        b.iter(|| pool.run(0, || black_box(1)).is_ok())
+        b.iter(|| pool.run(0, How::default(), || black_box(1)).is_ok())
+    });
+    let here = How {
+        here: true,
+        wait: None,
+    };
+    c.bench_function("model/pool_run_here", |b| {
+        b.iter(|| pool.run(0, here, || black_box(1)).is_ok())
     });
 }
 

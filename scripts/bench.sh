@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: inferd against the reference Python stack (FastAPI + uvicorn +
 # onnxruntime, ../shared/reference), same bundled models, same load generator (wrk), same
-# transports (plain HTTP and TLS), c=1, c=cores and c=64, in one run. Loads go to 127.0.0.1
+# transports (plain HTTP and TLS), c=1, cores, 4 x cores and 64, in one run. Loads go to 127.0.0.1
 # only and are bounded in time; every server started here is stopped on exit.
 #
 #   scripts/bench.sh
@@ -15,7 +15,9 @@
 #   BENCH_QUIET_MAX   seconds to wait for a quiet machine before each transport (default 60)
 #   BENCH_REF_WORKERS uvicorn workers per reference process (default: cores)
 #   BENCH_REF_ORT_THREADS  onnxruntime intra-op threads per reference worker (default 1)
-#   BENCH_CONCURRENCY, BENCH_TRANSPORTS  e.g. "1,2,64" and "http,tls" (the defaults)
+#   BENCH_CONCURRENCY, BENCH_TRANSPORTS  e.g. "1,2,8,64" and "http,tls" (the defaults: 1, cores,
+#                     4 x cores, 64; both transports)
+#   TRACT_CPU_ISA     passed to inferd (tract's own knob) and named in the report
 #   BENCH_REF_TEXT_MODEL  a second sentiment model.onnx for the reference's text cells
 #                     ("reference-dynamic"), or "none". Default: the same encoder quantised the
 #                     way onnxruntime prefers (scripts/build_models.py --sentiment-format dynamic),
@@ -89,11 +91,11 @@ trap 'exit 130' INT TERM
 if [ -n "$quick" ]; then seconds=${BENCH_SECONDS:-2} quiet_max=${BENCH_QUIET_MAX:-10}
 else seconds=${BENCH_SECONDS:-10} quiet_max=${BENCH_QUIET_MAX:-60}; fi
 # The command as run, with the settings that change results, for the report.
-command="$({ env | grep -E '^(INFERD_BIN|BENCH_[A-Z_]+)=' || true; } | sort | tr '\n' ' ')scripts/bench.sh"
+command="$({ env | grep -E '^(INFERD_BIN|BENCH_[A-Z_]+|TRACT_[A-Z_]+)=' || true; } | sort | tr '\n' ' ')scripts/bench.sh"
 args=(--inferd "$bin" --venv "$venv" --reference "$reference" --work "$work"
       --results "$here/results" --seconds "$seconds" --quiet-max "$quiet_max" --command "$command"
       --ref-workers "${BENCH_REF_WORKERS:-$(nproc)}" --ref-ort-threads "${BENCH_REF_ORT_THREADS:-1}"
-      --concurrency "${BENCH_CONCURRENCY:-1,$(nproc),64}" --transports "${BENCH_TRANSPORTS:-http,tls}"
+      --concurrency "${BENCH_CONCURRENCY:-1,$(nproc),$((4 * $(nproc))),64}" --transports "${BENCH_TRANSPORTS:-http,tls}"
       --ref-text-model "$dynamic")
 if [ -n "$quick" ]; then args+=(--quick); fi
 

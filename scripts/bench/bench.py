@@ -640,7 +640,9 @@ def main() -> int:
         "config": (f"{a.seconds} s per cell, wrk 4.1 -t min(c, {CORES}) --timeout 10s; inferd: rate limits on with "
                    f"quotas of 1000000/second, the default inference queue, access log off, one inference "
                    f"worker per core; reference: uvicorn --workers {a.ref_workers} per model, onnxruntime "
-                   f"intra_op_threads {a.ref_ort_threads}, RATE_LIMIT 1000000000/minute, --no-access-log"),
+                   f"intra_op_threads {a.ref_ort_threads}, RATE_LIMIT 1000000000/minute, --no-access-log"
+                   + "".join(f"; {k}={v} (inferd: tract's knob)" for k, v in sorted(os.environ.items())
+                             if k.startswith("TRACT_"))),
         "tokens": subprocess.run([f"{a.venv}/bin/python", "-c",
                                   "import sys, preprocess_sentiment as p; "
                                   "print(p.preprocess(sys.argv[1], None)['input_ids'].shape[1])", SENTENCE],
