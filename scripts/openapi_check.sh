@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates src/http/openapi.json (or the files given) against the OpenAPI 3.1 specification
+# Validates src/api/openapi.json (or the files given) against the OpenAPI 3.1 specification
 # with openapi-spec-validator. The Rust test tests/it/openapi.rs holds the document to the
 # router; this checks that it is a valid OpenAPI document at all.
 #
@@ -19,5 +19,5 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$here/requirements-openapi.txt" || die "pip install into $venv failed"
 
-[ $# -gt 0 ] || set -- "$here/../src/http/openapi.json"
+[ $# -gt 0 ] || set -- "$here/../src/api/openapi.json"
 "$venv/bin/openapi-spec-validator" --schema 3.1 --validation-errors all "$@"

@@ -370,8 +370,7 @@ fn check(config: &Config) -> Result<(), CliError> {
     let started = Instant::now();
     let app = crate::App::load(config)?;
     if let Some(tls) = &config.tls {
-        crate::http::TlsAcceptor::load(&tls.cert, &tls.key, tls.client.as_ref())
-            .map_err(StartError::from)?;
+        crate::tls_acceptor(tls).map_err(StartError::from)?;
     }
     for m in app.models.models() {
         println!(

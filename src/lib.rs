@@ -8,6 +8,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -19,11 +20,11 @@ pub mod notify;
 pub mod oip;
 pub mod provision;
 
+use api::cors::Cors;
 use auth::clock::Clock;
 use auth::issue::TokenIssuer;
 use auth::{AuthError, Authenticator};
 use config::{Config, LogConfig, RateLimitConfig};
-use http::cors::Cors;
 use http::{Server, Settings, Stopper, TlsAcceptor, TlsError};
 use limiter::{Limiter, LogBudget};
 use metrics::Metrics;
@@ -243,7 +244,7 @@ impl Appliance {
 
     fn rebuild(&self, config: &Config, current: &App) -> Result<App, StartError> {
         let tls = match (&self.tls, &config.tls) {
-            (Some(_), Some(t)) => Some(TlsAcceptor::load(&t.cert, &t.key, t.client.as_ref())?),
+            (Some(_), Some(t)) => Some(tls_acceptor(t)?),
             _ => None,
         };
         let in_force = self
@@ -361,17 +362,27 @@ fn housekeeping(appliance: std::sync::Weak<Appliance>) {
     }
 }
 
+/// Loads the certificate, key and client CA that `[tls]` names.
+pub fn tls_acceptor(tls: &config::TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    let client = tls.client.as_ref().map(|c| http::ClientAuth {
+        ca: c.ca.clone(),
+        crl: c.crl.clone(),
+        required: c.required,
+    });
+    TlsAcceptor::load(&tls.cert, &tls.key, client.as_ref())
+}
+
 /// Opens the port, then loads keys and models and runs their warm-up; returns once the
 /// appliance is ready. Meanwhile the port answers liveness (200), readiness (503) and
 /// everything else 503 `starting`, so a slow board (a minute under emulation) is
 /// observable while it loads.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let tls = match &config.tls {
-        Some(t) => Some(TlsAcceptor::load(&t.cert, &t.key, t.client.as_ref())?),
+        Some(t) => Some(tls_acceptor(t)?),
         None => None,
     };
     let appliance = Arc::new(Appliance::loading(config, tls.clone()));
-    let handler = Arc::new(http::router::Router {
+    let handler = Arc::new(api::Router {
         appliance: appliance.clone(),
     });
     let server =

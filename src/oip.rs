@@ -241,71 +241,7 @@ pub fn decode(
     })?;
     let mut inputs = Vec::with_capacity(raw.inputs.0.len());
     for input in raw.inputs.0 {
-        let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
-            ModelError::input(
-                "wrong_datatype",
-                format!(
-                    "input {}: unsupported datatype {}",
-                    input.name, input.datatype
-                ),
-            )
-        })?;
-        let shape: Vec<usize> = input
-            .shape
-            .0
-            .iter()
-            .map(|&d| {
-                usize::try_from(d)
-                    .map_err(|_| invalid(format!("input {}: dimension too large", input.name)))
-            })
-            .collect::<Result<_, _>>()?;
-        let count = element_count(&shape).ok_or_else(|| {
-            ModelError::invalid(
-                "shape_mismatch",
-                format!("input {}: shape {shape:?} overflows", input.name),
-            )
-        })?;
-        model.check_input(&input.name, datatype, &shape)?;
-        let data = match (input.parameters.binary_data_size, input.data) {
-            (Some(size), None) => {
-                let size = match size {
-                    Scalar::Uint(n) => usize::try_from(n).ok(),
-                    _ => None,
-                }
-                .ok_or_else(|| invalid(format!("input {}: bad binary_data_size", input.name)))?;
-                if size > binary.len() {
-                    return Err(invalid(format!(
-                        "input {}: binary data runs past the body",
-                        input.name
-                    )));
-                }
-                let (mine, rest) = binary.split_at(size);
-                binary = rest;
-                decode_binary(&input.name, datatype, count, mine)?
-            }
-            (None, Some(raw)) => decode_json(&input.name, datatype, count, raw)?,
-            _ => {
-                return Err(invalid(format!(
-                    "input {}: needs either data or binary_data_size",
-                    input.name
-                )));
-            }
-        };
-        if data.len() != count {
-            return Err(ModelError::invalid(
-                "shape_mismatch",
-                format!(
-                    "input {}: shape {shape:?} needs {count} elements, got {}",
-                    input.name,
-                    data.len()
-                ),
-            ));
-        }
-        inputs.push(Tensor {
-            name: input.name,
-            shape,
-            data,
-        });
+        inputs.push(decode_input(input, &mut binary, model)?);
     }
     if !binary.is_empty() {
         return Err(invalid("binary data left over after the last input".into()));
@@ -322,6 +258,84 @@ pub fn decode(
             .map(|o| (o.name, o.parameters.binary_data))
             .collect(),
     })
+}
+
+/// One input: its datatype and shape checked against the model, then its data, from the
+/// JSON or from the front of `binary` (which it consumes).
+fn decode_input(
+    input: RawInput<'_>,
+    binary: &mut &[u8],
+    model: &dyn InputCheck,
+) -> Result<Tensor, ModelError> {
+    let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
+        let message = format!(
+            "input {}: unsupported datatype {}",
+            input.name, input.datatype
+        );
+        ModelError::input("wrong_datatype", message)
+    })?;
+    let shape: Vec<usize> = input
+        .shape
+        .0
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| invalid(format!("input {}: dimension too large", input.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let count = element_count(&shape).ok_or_else(|| {
+        let message = format!("input {}: shape {shape:?} overflows", input.name);
+        ModelError::invalid("shape_mismatch", message)
+    })?;
+    model.check_input(&input.name, datatype, &shape)?;
+    let data = match (input.parameters.binary_data_size, input.data) {
+        (Some(size), None) => {
+            let mine = take_binary(&input.name, size, binary)?;
+            decode_binary(&input.name, datatype, count, mine)?
+        }
+        (None, Some(raw)) => decode_json(&input.name, datatype, count, raw)?,
+        _ => {
+            let message = format!(
+                "input {}: needs either data or binary_data_size",
+                input.name
+            );
+            return Err(invalid(message));
+        }
+    };
+    if data.len() != count {
+        let message = format!(
+            "input {}: shape {shape:?} needs {count} elements, got {}",
+            input.name,
+            data.len()
+        );
+        return Err(ModelError::invalid("shape_mismatch", message));
+    }
+    Ok(Tensor {
+        name: input.name,
+        shape,
+        data,
+    })
+}
+
+/// The next `size` bytes of the binary section, for input `name`.
+fn take_binary<'b>(
+    name: &str,
+    size: Scalar,
+    binary: &mut &'b [u8],
+) -> Result<&'b [u8], ModelError> {
+    let size = match size {
+        Scalar::Uint(n) => usize::try_from(n).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| invalid(format!("input {name}: bad binary_data_size")))?;
+    if size > binary.len() {
+        return Err(invalid(format!(
+            "input {name}: binary data runs past the body"
+        )));
+    }
+    let (mine, rest) = binary.split_at(size);
+    *binary = rest;
+    Ok(mine)
 }
 
 /// Decodes Triton's "raw binary request" (`Inference-Header-Content-Length: 0`): the whole

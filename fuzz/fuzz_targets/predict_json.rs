@@ -1,14 +1,15 @@
-//! The `/predict` body: `Request::json` (media-type check, then serde_json into the handler's
+//! The `/predict` body: `api::json::parse` (media-type check, then serde_json into the handler's
 //! input type) on a hand-built `inferd::http::Request`, as the router passes it. Never panics;
 //! a body accepted under a non-JSON media type is a bug; an accepted body round-trips.
 //!
-//! `PredictInput` is private to src/http/handlers/mod.rs; `Input` below mirrors it field for
+//! `PredictInput` is private to src/api/handlers/mod.rs; `Input` below mirrors it field for
 //! field (`text`, optional `model`, unknown fields refused): keep the two in step.
 //!
 //! Input: an optional first line `Content-Type: <value>`, then the body.
 #![no_main]
 
-use inferd::http::{ApiError, ConnInfo, Request};
+use inferd::api::{ApiError, json};
+use inferd::http::{ConnInfo, Request};
 use libfuzzer_sys::fuzz_target;
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +37,8 @@ fuzz_target!(|data: &[u8]| {
         client_cert: None,
     };
     let req = Request::new("POST", "/predict", headers, body.to_vec(), conn);
-    let json_type = req.require_json().is_ok();
-    match req.json::<Input>() {
+    let json_type = json::require_json(&req).is_ok();
+    match json::parse::<Input>(&req) {
         Ok(input) => {
             assert!(json_type, "a body accepted under {:?}", req.media_type());
             let again: Input =

@@ -113,37 +113,9 @@ impl TokenIssuer {
         basic: Option<ClientAuth>,
         clock: &Clock,
     ) -> Result<Grant, GrantError> {
-        let param = |name: &str| -> Result<Option<&str>, GrantError> {
-            let mut values = form
-                .iter()
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str());
-            let first = values.next();
-            if values.next().is_some() {
-                return Err(GrantError::InvalidRequest(format!(
-                    "parameter {name} repeated"
-                )));
-            }
-            Ok(first)
-        };
-        let grant_type = param("grant_type")?
+        let grant_type = param(form, "grant_type")?
             .ok_or_else(|| GrantError::InvalidRequest("grant_type is required".into()))?;
-        let body_id = param("client_id")?;
-        let body_secret = param("client_secret")?;
-        let client = match (basic, body_id, body_secret) {
-            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-                return Err(GrantError::InvalidRequest(
-                    "use one client authentication method, not two".into(),
-                ));
-            }
-            (Some(auth), None, None) => auth,
-            (None, Some(id), Some(secret)) => ClientAuth {
-                id: id.into(),
-                secret: secret.into(),
-                basic: false,
-            },
-            (None, _, _) => return Err(GrantError::InvalidClient { basic: false }),
-        };
+        let client = client_auth(form, basic)?;
         let clients = self.clients.get();
         let allowed =
             clients
@@ -154,25 +126,7 @@ impl TokenIssuer {
         if grant_type != "client_credentials" {
             return Err(GrantError::UnsupportedGrantType);
         }
-        let scopes: Vec<String> = match param("scope")? {
-            None => allowed.to_vec(),
-            Some(requested) => {
-                let requested: Vec<String> = requested
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
-                    return Err(GrantError::InvalidScope(format!(
-                        "scope {bad} is not allowed for this client"
-                    )));
-                }
-                requested
-            }
-        };
-        if scopes.is_empty() {
-            return Err(GrantError::InvalidScope("no scope to grant".into()));
-        }
+        let scopes = granted_scopes(param(form, "scope")?, allowed)?;
         let now = clock.trusted_now().map_err(GrantError::Unavailable)?;
         let jti = super::jwt::random_jti().map_err(|e| GrantError::Unavailable(e.to_string()))?;
         let claims = Claims {
@@ -200,4 +154,63 @@ impl TokenIssuer {
     pub fn reload_now(&self) {
         self.clients.reload_now();
     }
+}
+
+/// A form parameter, at most once (RFC 6749 §3.1: parameters must not be repeated).
+fn param<'f>(form: &'f [(String, String)], name: &str) -> Result<Option<&'f str>, GrantError> {
+    let mut values = form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(GrantError::InvalidRequest(format!(
+            "parameter {name} repeated"
+        )));
+    }
+    Ok(first)
+}
+
+/// The client's credentials, from Basic or from the body, never both (RFC 6749 §2.3.1).
+fn client_auth(
+    form: &[(String, String)],
+    basic: Option<ClientAuth>,
+) -> Result<ClientAuth, GrantError> {
+    match (
+        basic,
+        param(form, "client_id")?,
+        param(form, "client_secret")?,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(GrantError::InvalidRequest(
+            "use one client authentication method, not two".into(),
+        )),
+        (Some(auth), None, None) => Ok(auth),
+        (None, Some(id), Some(secret)) => Ok(ClientAuth {
+            id: id.into(),
+            secret: secret.into(),
+            basic: false,
+        }),
+        (None, _, _) => Err(GrantError::InvalidClient { basic: false }),
+    }
+}
+
+/// The scopes to grant: those requested, each allowed to the client, else all it may have.
+fn granted_scopes(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, GrantError> {
+    let scopes: Vec<String> = match requested {
+        None => allowed.to_vec(),
+        Some(requested) => requested
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    if let Some(bad) = scopes.iter().find(|s| !allowed.contains(s)) {
+        return Err(GrantError::InvalidScope(format!(
+            "scope {bad} is not allowed for this client"
+        )));
+    }
+    if scopes.is_empty() {
+        return Err(GrantError::InvalidScope("no scope to grant".into()));
+    }
+    Ok(scopes)
 }

@@ -211,6 +211,15 @@ enum Audience {
     Many(Vec<String>),
 }
 
+impl Audience {
+    fn names(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(all) => all.iter().any(|a| a == audience),
+        }
+    }
+}
+
 /// The claims we read, parsed from the payload after its signature has been checked.
 /// NumericDates are `f64`: RFC 7519 allows fractions, and it keeps huge values exact enough.
 #[derive(Deserialize)]
@@ -225,6 +234,18 @@ struct Payload {
     scope: Option<String>,
     scp: Option<Vec<String>>,
     client_id: Option<String>,
+}
+
+/// The token's scopes, from `scope` (space-separated, RFC 8693) and `scp` (a list), each once.
+fn scopes_of(claims: &Payload) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    let named = claims.scope.iter().flat_map(|s| s.split_whitespace());
+    for scope in named.chain(claims.scp.iter().flatten().map(String::as_str)) {
+        if !scope.is_empty() && !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    scopes
 }
 
 /// Verifies bearer tokens offline against the trusted keys, the policy and the revocations.
@@ -345,6 +366,26 @@ impl TokenVerifier {
         else {
             return Err(fail("malformed", None, None));
         };
+        let (kid, key) = self.signing_key(token)?;
+        let kid = kid.as_str();
+        let mut signature = [0u8; 64];
+        match Base64UrlSafeNoPadding::decode(&mut signature, signature_b64, None) {
+            Ok(s) if s.len() == 64 => {}
+            Ok(_) | Err(ct_codecs::Error::Overflow) => {
+                return Err(fail("bad_signature", Some(kid), None));
+            }
+            Err(_) => return Err(fail("malformed", Some(kid), None)),
+        }
+        self.check_signature(key, token, kid, now)?;
+        let claims: Payload = Base64UrlSafeNoPadding::decode_to_vec(payload_b64, None)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| fail("malformed", Some(kid), None))?;
+        self.check_claims(claims, kid, now)
+    }
+
+    /// The key the token's header names: EdDSA only, a `kid` we trust.
+    fn signing_key(&self, token: &str) -> Result<(String, &TrustedKey), AuthError> {
         let header = Token::decode_metadata(token).map_err(|_| fail("malformed", None, None))?;
         let kid = header.key_id().filter(|k| !k.is_empty());
         if header.algorithm() != ALG {
@@ -356,17 +397,19 @@ impl TokenVerifier {
             .keys
             .get(kid)
             .ok_or_else(|| fail("unknown_kid", Some(kid), None))?;
-        let mut signature = [0u8; 64];
-        match Base64UrlSafeNoPadding::decode(&mut signature, signature_b64, None) {
-            Ok(s) if s.len() == 64 => {}
-            Ok(_) | Err(ct_codecs::Error::Overflow) => {
-                return Err(fail("bad_signature", Some(kid), None));
-            }
-            Err(_) => return Err(fail("malformed", Some(kid), None)),
-        }
+        Ok((kid.to_owned(), key))
+    }
 
-        // jwt-simple checks the signature, then its own view of the time claims. Its time
-        // errors are only reachable once the signature is good; our rules below decide them.
+    /// jwt-simple checks the signature, then its own view of the time claims. Its time
+    /// errors are only reachable once the signature is good; our rules (`check_claims`)
+    /// decide them.
+    fn check_signature(
+        &self,
+        key: &TrustedKey,
+        token: &str,
+        kid: &str,
+        now: f64,
+    ) -> Result<(), AuthError> {
         let options = VerificationOptions {
             required_key_id: Some(kid.to_owned()),
             time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(
@@ -376,27 +419,26 @@ impl TokenVerifier {
             max_token_length: Some(self.policy.max_token_bytes),
             ..VerificationOptions::default()
         };
-        if let Err(e) = key.key.verify_token::<NoCustomClaims>(token, Some(options)) {
-            let reason = match e.downcast_ref::<JWTError>() {
-                Some(JWTError::TokenHasExpired)
-                | Some(JWTError::TokenNotValidYet)
-                | Some(JWTError::ClockDrift) => None,
-                Some(JWTError::InvalidSignature) => Some("bad_signature"),
-                Some(JWTError::AlgorithmMismatch) => Some("wrong_alg"),
-                Some(JWTError::KeyIdentifierMismatch) => Some("unknown_kid"),
-                Some(JWTError::MissingJWTKeyIdentifier) => Some("missing_kid"),
-                Some(JWTError::TokenTooLong) => Some("too_long"),
-                _ => Some("malformed"),
-            };
-            if let Some(reason) = reason {
-                return Err(fail(reason, Some(kid), None));
-            }
-        }
+        let Err(e) = key.key.verify_token::<NoCustomClaims>(token, Some(options)) else {
+            return Ok(());
+        };
+        let reason = match e.downcast_ref::<JWTError>() {
+            Some(JWTError::TokenHasExpired)
+            | Some(JWTError::TokenNotValidYet)
+            | Some(JWTError::ClockDrift) => return Ok(()),
+            Some(JWTError::InvalidSignature) => "bad_signature",
+            Some(JWTError::AlgorithmMismatch) => "wrong_alg",
+            Some(JWTError::KeyIdentifierMismatch) => "unknown_kid",
+            Some(JWTError::MissingJWTKeyIdentifier) => "missing_kid",
+            Some(JWTError::TokenTooLong) => "too_long",
+            _ => "malformed",
+        };
+        Err(fail(reason, Some(kid), None))
+    }
 
-        let claims: Payload = Base64UrlSafeNoPadding::decode_to_vec(payload_b64, None)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or_else(|| fail("malformed", Some(kid), None))?;
+    /// The claims of a token whose signature is good: time, issuer, audience, revocation,
+    /// subject; what the token establishes.
+    fn check_claims(&self, claims: Payload, kid: &str, now: f64) -> Result<Verified, AuthError> {
         let sub = claims.sub.as_deref().filter(|s| !s.is_empty());
         let exp = claims
             .exp
@@ -411,32 +453,20 @@ impl TokenVerifier {
         {
             return Err(fail("wrong_issuer", Some(kid), sub));
         }
-        if let Some(audience) = &self.policy.audience {
-            let ok = match &claims.aud {
-                Some(Audience::One(a)) => a == audience,
-                Some(Audience::Many(all)) => all.contains(audience),
-                None => false,
-            };
-            if !ok {
-                return Err(fail("wrong_audience", Some(kid), sub));
-            }
+        if let Some(audience) = &self.policy.audience
+            && !claims.aud.as_ref().is_some_and(|aud| aud.names(audience))
+        {
+            return Err(fail("wrong_audience", Some(kid), sub));
         }
         if self.revocations.is_revoked(claims.jti.as_deref(), sub) {
             return Err(fail("revoked", Some(kid), sub));
         }
         let sub = sub.ok_or_else(|| fail("missing_sub", Some(kid), None))?;
-        let mut scopes: Vec<String> = Vec::new();
-        let named = claims.scope.iter().flat_map(|s| s.split_whitespace());
-        for scope in named.chain(claims.scp.iter().flatten().map(String::as_str)) {
-            if !scope.is_empty() && !scopes.iter().any(|s| s == scope) {
-                scopes.push(scope.to_owned());
-            }
-        }
         Ok(Verified {
             principal: Principal {
                 id: sub.to_owned(),
                 method: Method::Token,
-                scopes,
+                scopes: scopes_of(&claims),
                 client: claims.client_id.clone(),
             },
             kid: kid.to_owned(),

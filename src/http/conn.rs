@@ -4,11 +4,11 @@
 //! read the body (Content-Length or chunked, within the route's cap and the body budget),
 //! run the handler, and write responses in order (keep-alive and pipelining).
 
-use super::error::{ApiError, HttpError};
+use super::error::{HttpError, error_response};
 use super::parse::{self, ChunkedDecoder, Framing, Head, HeadLimits};
 use super::request::{ConnInfo, Request};
 use super::response::Response;
-use super::server::{BodyGrant, Handler, Settings, Shared, Slot, Verdict};
+use super::server::{BodyGrant, Claim, Handler, Settings, Shared, Slot, Verdict};
 use super::tls::{TlsAcceptor, TlsStream};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -153,130 +153,152 @@ pub(crate) fn serve(
     conn: ConnInfo,
     accepted: Instant,
     settings: &Settings,
-    handler: &dyn Handler,
+    handler: &impl Handler,
     slot: &Slot,
 ) {
-    let shared = slot.shared();
-    let limits = HeadLimits {
-        max_header_bytes: settings.max_header_bytes,
-        max_headers: settings.max_headers,
-        max_request_line: settings.max_request_line,
-    };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    // The first head shares its deadline with the TLS handshake; later ones wait for their
-    // first byte up to the idle timeout, then get a fresh header deadline.
     let mut first = true;
     loop {
-        let wait_until = if first {
-            accepted + settings.header_timeout
-        } else {
-            Instant::now() + settings.idle_timeout
-        };
-        stream.limit_wire_bytes(head_wire_budget(settings));
-        match await_request(&mut stream, &mut buf, wait_until, shared, !first) {
-            Ok(true) => {}
-            Ok(false) => return stream.close(),
-            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-                let err = HttpError::HeadersTooLarge;
-                return reject(stream, err, &conn, settings, handler, false);
-            }
-            Err(_) if first => {
-                return reject(stream, HttpError::Timeout, &conn, settings, handler, false);
-            }
-            Err(_) => return stream.close(),
-        }
-        let head_deadline = if first {
-            accepted + settings.header_timeout
-        } else {
-            Instant::now() + settings.header_timeout
-        };
-        first = false;
-        let head = match read_head(&mut stream, &mut buf, head_deadline, &limits) {
+        let waited = next_head(&mut stream, &mut buf, first, accepted, settings, slot);
+        let head = match waited {
             Ok(Some(head)) => head,
             Ok(None) => return stream.close(),
             Err(err) => return reject(stream, err, &conn, settings, handler, false),
         };
+        first = false;
         if !slot.begin_request() {
             // Evicted while its head arrived: the accept loop gave the slot away.
             return stream.close();
         }
         let head_only = head.method == "HEAD";
-        let Prepared {
-            mut request,
-            framing,
-            keep_alive,
-            expects_continue,
-        } = match prepare(head, settings, &conn) {
-            Ok(prepared) => prepared,
-            Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
-        };
-        let forwarded = match slot.is_proxy() {
-            true => handler.forwarded_client(&request),
-            false => None,
-        };
-        let _claim = match forwarded.map(|client| slot.claim(client)) {
-            Some(None) => {
-                let err = HttpError::TooManyFromAddress;
-                return reject(stream, err, &conn, settings, handler, head_only);
-            }
-            Some(claim) => claim,
-            None => None,
-        };
-        // Refusals decided from the head (unknown route, bad method, no credentials) are
-        // answered before the body is read or 100-continue is sent. A refused request with a
-        // body ends the connection: its unread body would be taken for the next request.
-        let max_body = match admit(handler, &mut request) {
-            Verdict::Answer(response) => {
-                let keep_alive = keep_alive && !framing.has_body() && !shared.stopping();
-                let written = write(&mut stream, &response, head_only, keep_alive, settings);
+        match exchange(&mut stream, &mut buf, head, &conn, settings, handler, slot) {
+            Ok(keep_alive) => {
                 slot.end_request();
-                if written.is_err() || !keep_alive {
+                if !keep_alive {
                     return stream.close();
                 }
-                continue;
             }
-            Verdict::Proceed { max_body } => max_body.min(settings.max_body_bytes),
-        };
-        let body = Body {
-            framing,
-            max_body,
-            expects_continue,
-        };
-        let (body, _grant) = match read_body(&mut stream, &mut buf, body, settings, shared) {
-            Ok(read) => read,
             Err(err) => return reject(stream, err, &conn, settings, handler, head_only),
-        };
-        request.body = body;
-        let response =
-            guarded(&request, |r| Some(handler.handle(r))).unwrap_or_else(|| Response::empty(500));
-        // The body's memory goes back to the budget with the grant, once the request is gone.
-        drop(request);
-        let keep_alive = keep_alive && !shared.stopping();
-        let written = write(&mut stream, &response, head_only, keep_alive, settings);
-        slot.end_request();
-        if written.is_err() || !keep_alive {
-            return stream.close();
         }
         // Do not keep a large body's buffer for the life of an idle connection.
         buf.shrink_to(8192);
     }
 }
 
+/// Waits for the next request head and reads it. The first head shares its deadline with
+/// the TLS handshake; later ones wait for their first byte up to the idle timeout, then get
+/// a fresh header deadline. `Ok(None)`: close without an answer (the client closed, went
+/// idle too long, or the server is stopping or making room).
+fn next_head(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    first: bool,
+    accepted: Instant,
+    settings: &Settings,
+    slot: &Slot,
+) -> Result<Option<Head>, HttpError> {
+    let wait_until = match first {
+        true => accepted + settings.header_timeout,
+        false => Instant::now() + settings.idle_timeout,
+    };
+    stream.limit_wire_bytes(head_wire_budget(settings));
+    match await_request(stream, buf, wait_until, slot.shared(), !first) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+            return Err(HttpError::HeadersTooLarge);
+        }
+        Err(_) if first => return Err(HttpError::Timeout),
+        Err(_) => return Ok(None),
+    }
+    let head_deadline = match first {
+        true => accepted + settings.header_timeout,
+        false => Instant::now() + settings.header_timeout,
+    };
+    let limits = HeadLimits {
+        max_header_bytes: settings.max_header_bytes,
+        max_headers: settings.max_headers,
+        max_request_line: settings.max_request_line,
+    };
+    read_head(stream, buf, head_deadline, &limits)
+}
+
+/// One request after its head: framing, the proxy's per-client cap, admission from the
+/// head, then the body and the handler, and the answer. `Ok(keep_alive)`: the answer went
+/// out, and whether the connection stays open.
+///
+/// Refusals decided from the head (unknown route, bad method, no credentials) are answered
+/// before the body is read or 100-continue is sent. A refused request with a body ends the
+/// connection: its unread body would be taken for the next request.
+fn exchange(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    head: Head,
+    conn: &ConnInfo,
+    settings: &Settings,
+    handler: &impl Handler,
+    slot: &Slot,
+) -> Result<bool, HttpError> {
+    let head_only = head.method == "HEAD";
+    let prepared = prepare(head, settings, conn)?;
+    let _claim = claim_for_proxy(slot, handler, &prepared.request)?;
+    let stopping = || slot.shared().stopping();
+    let mut request = prepared.request;
+    let (max_body, admitted) = match admit(handler, &request) {
+        Verdict::Answer(response) => {
+            let keep_alive = prepared.keep_alive && !prepared.framing.has_body() && !stopping();
+            let written = write(stream, &response, head_only, keep_alive, settings);
+            return Ok(written.is_ok() && keep_alive);
+        }
+        Verdict::Proceed { max_body, admitted } => (max_body, admitted),
+    };
+    let body = Body {
+        framing: prepared.framing,
+        max_body: max_body.min(settings.max_body_bytes),
+        expects_continue: prepared.expects_continue,
+    };
+    let (body, grant) = read_body(stream, buf, body, settings, slot.shared())?;
+    request.body = body;
+    let response = guarded(&request, |r| handler.handle(r, admitted));
+    // The body's memory goes back to the budget with the grant, once the request is gone.
+    drop(request);
+    drop(grant);
+    let keep_alive = prepared.keep_alive && !stopping();
+    let written = write(stream, &response, head_only, keep_alive, settings);
+    Ok(written.is_ok() && keep_alive)
+}
+
+/// For a proxy's connection: counts the request against the cap of the client the proxy
+/// names (503 when that client holds its share already).
+fn claim_for_proxy<'s>(
+    slot: &'s Slot,
+    handler: &impl Handler,
+    request: &Request,
+) -> Result<Option<Claim<'s>>, HttpError> {
+    if !slot.is_proxy() {
+        return Ok(None);
+    }
+    match handler.forwarded_client(request) {
+        None => Ok(None),
+        Some(client) => slot
+            .claim(client)
+            .map(Some)
+            .ok_or(HttpError::TooManyFromAddress),
+    }
+}
+
 /// Runs handler code, turning a panic into a 500 that names nothing internal.
-fn guarded(request: &Request, f: impl FnOnce(&Request) -> Option<Response>) -> Option<Response> {
-    catch_unwind(AssertUnwindSafe(|| f(request))).unwrap_or_else(|_| Some(panicked(request)))
+fn guarded(request: &Request, f: impl FnOnce(&Request) -> Response) -> Response {
+    catch_unwind(AssertUnwindSafe(|| f(request))).unwrap_or_else(|_| panicked(request))
 }
 
 fn panicked(request: &Request) -> Response {
-    ApiError::Internal(format!(
-        "handler panicked on {} {}",
-        request.method, request.path
-    ))
-    .into_response()
+    log::error!("handler panicked on {} {}", request.method, request.path);
+    error_response(500, "internal", "internal error")
 }
 
-/// The admission step, which may record its decision in the request; a panic is a 500.
-fn admit(handler: &dyn Handler, request: &mut Request) -> Verdict {
+/// The admission step; a panic is a 500.
+fn admit<H: Handler>(handler: &H, request: &Request) -> Verdict<H::Admitted> {
     match catch_unwind(AssertUnwindSafe(|| handler.admit(request))) {
         Ok(verdict) => verdict,
         Err(_) => Verdict::Answer(panicked(request)),
@@ -322,11 +344,11 @@ fn reject(
     err: HttpError,
     conn: &ConnInfo,
     settings: &Settings,
-    handler: &dyn Handler,
+    handler: &impl Handler,
     head_only: bool,
 ) {
     let reason = err.to_string();
-    let response = ApiError::from(err).into_response();
+    let response = err.into_response();
     handler.refused(response.status(), conn.peer, &reason);
     let _ = write(&mut stream, &response, head_only, false, settings);
     stream.close();

@@ -1,20 +1,18 @@
-//! Our own small HTTP/1.1 server over TCP or TLS (httparse + rustls), with the router and
-//! handlers that make it inferd's API.
+//! A small generic HTTP/1.1 server over TCP or TLS (httparse + rustls): deadlines and byte
+//! caps on every read, connection caps per address, a memory budget for bodies, graceful
+//! shutdown. It knows nothing of inferd: what answers requests is a [`Handler`], which
+//! admits or refuses each request from its head before the body is read.
 
 mod conn;
-pub mod cors;
 pub mod error;
-pub mod forwarded;
-pub mod handlers;
 pub mod parse;
 pub mod request;
 pub mod response;
-pub mod router;
 pub mod server;
 pub mod tls;
 
-pub use error::{ApiError, HttpError};
+pub use error::{HttpError, error_response};
 pub use request::{ConnInfo, Request};
 pub use response::Response;
-pub use server::{Handler, Server, Settings, Stopper};
-pub use tls::{TlsAcceptor, TlsError};
+pub use server::{Handler, Server, Settings, Stopper, Verdict, client_key};
+pub use tls::{ClientAuth, TlsAcceptor, TlsError};

@@ -1,7 +1,5 @@
 //! Our own request type: what a handler may see of a request that passed the HTTP layer.
 
-use super::error::ApiError;
-use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,9 +25,6 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub conn: ConnInfo,
-    /// What the router decided from the head (caller, client address, rate-limit
-    /// standing), carried to the handling of the complete request.
-    pub admission: Option<super::router::Admission>,
 }
 
 impl Request {
@@ -66,7 +61,6 @@ impl Request {
             headers,
             body,
             conn,
-            admission: None,
         }
     }
 
@@ -86,29 +80,6 @@ impl Request {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
-        })
-    }
-
-    /// Checks the body is declared JSON (or undeclared, as some OIP clients send it).
-    pub fn require_json(&self) -> Result<(), ApiError> {
-        match self.media_type().as_deref() {
-            None | Some("application/json") => Ok(()),
-            Some(t) if t.ends_with("+json") => Ok(()),
-            Some(_) => Err(ApiError::UnsupportedMediaType),
-        }
-    }
-
-    /// Parses the body as JSON into `T`: 415 for a non-JSON type, 400 for malformed JSON, 422
-    /// for JSON of the wrong schema
-    /// (serde_json caps nesting at 128, so deep nesting is a 400, not a stack overflow).
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        self.require_json()?;
-        serde_json::from_slice(&self.body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::Unprocessable {
-                code: "invalid_request",
-                message: e.to_string(),
-            },
-            _ => ApiError::Malformed(e.to_string()),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! in-flight requests within a deadline.
 
 use super::conn::{self, Stream};
-use super::error::{ApiError, HttpError};
+use super::error::HttpError;
 use super::request::{ConnInfo, Request};
 use super::response::Response;
 use super::tls::TlsAcceptor;
@@ -20,26 +20,28 @@ use std::time::{Duration, Instant};
 
 /// What the handler decided from a request's head.
 #[derive(Debug)]
-pub enum Verdict {
+pub enum Verdict<A> {
     /// Answer this at once; the body (if any) is never read.
     Answer(Response),
-    /// Read a body of at most `max_body` bytes (0: the route takes none), then `handle`.
-    Proceed { max_body: usize },
+    /// Read a body of at most `max_body` bytes (0: the route takes none), then `handle`
+    /// the request with what admission decided.
+    Proceed { max_body: usize, admitted: A },
 }
 
-/// What answers requests. The router implements it; tests may plug in their own.
+/// What answers requests: an application plugs in here (a plain closure serves too).
 pub trait Handler: Send + Sync + 'static {
-    /// Decides from the head alone (the body is still unread and empty) whether to refuse
-    /// the request, and how large a body its route takes. A refusal is sent at once and the
-    /// body is never read: unauthenticated clients cannot make the server buffer bodies or
-    /// ask for `100 Continue`. May leave what it decided in `head.admission` for `handle`.
-    fn admit(&self, _head: &mut Request) -> Verdict {
-        Verdict::Proceed {
-            max_body: usize::MAX,
-        }
-    }
+    /// What admission decided from the head (the route, the caller, ...), handed back to
+    /// `handle` with the complete request.
+    type Admitted: Send;
 
-    fn handle(&self, req: &Request) -> Response;
+    /// Decides from the head alone (the body is still unread and empty) whether to refuse
+    /// the request, and how large a body it takes. A refusal is sent at once and the body
+    /// is never read: unauthenticated clients cannot make the server buffer bodies or ask
+    /// for `100 Continue`.
+    fn admit(&self, head: &Request) -> Verdict<Self::Admitted>;
+
+    /// Answers a request that `admit` let through, its body read.
+    fn handle(&self, req: &Request, admitted: Self::Admitted) -> Response;
 
     /// Whether connections from `peer` are a proxy's, shared by many clients: they are not
     /// held to the per-address connection cap; each request on them counts against the
@@ -77,16 +79,26 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Tells the handler a connection ended, however its thread ends.
-struct Opened<'a>(&'a dyn Handler);
+struct Opened<'a, H: Handler>(&'a H);
 
-impl Drop for Opened<'_> {
+impl<H: Handler> Drop for Opened<'_, H> {
     fn drop(&mut self) {
         self.0.connection_closed();
     }
 }
 
+/// A closure answers every request, with a body of any size the server's caps allow.
 impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Handler for F {
-    fn handle(&self, req: &Request) -> Response {
+    type Admitted = ();
+
+    fn admit(&self, _head: &Request) -> Verdict<()> {
+        Verdict::Proceed {
+            max_body: usize::MAX,
+            admitted: (),
+        }
+    }
+
+    fn handle(&self, req: &Request, _: ()) -> Response {
         self(req)
     }
 }
@@ -413,11 +425,11 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and starts accepting on a background thread.
-    pub fn start(
+    pub fn start<H: Handler>(
         addr: SocketAddr,
         settings: Settings,
         tls: Option<TlsAcceptor>,
-        handler: Arc<dyn Handler>,
+        handler: Arc<H>,
     ) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
@@ -442,7 +454,7 @@ impl Server {
         });
         let accept_shared = shared.clone();
         let thread = thread::Builder::new()
-            .name("inferd-accept".into())
+            .name("http-accept".into())
             .spawn(move || accept_loop(listener, settings, tls, handler, accept_shared))?;
         Ok(Server {
             local_addr,
@@ -467,11 +479,11 @@ impl Server {
     }
 }
 
-fn accept_loop(
+fn accept_loop<H: Handler>(
     listener: TcpListener,
     settings: Settings,
     tls: Option<TlsAcceptor>,
-    handler: Arc<dyn Handler>,
+    handler: Arc<H>,
     shared: Arc<Shared>,
 ) {
     let settings = Arc::new(settings);
@@ -529,7 +541,7 @@ fn make_room(
     shared: &Shared,
     settings: &Settings,
     client: Option<IpAddr>,
-    handler: &dyn Handler,
+    handler: &impl Handler,
 ) -> Result<(), HttpError> {
     let mut registry = shared.registry();
     if let Some(client) = client
@@ -549,13 +561,13 @@ fn make_room(
     Ok(())
 }
 
-fn spawn_connection(
+fn spawn_connection<H: Handler>(
     tcp: TcpStream,
     peer: SocketAddr,
     client: Option<IpAddr>,
     settings: &Arc<Settings>,
     tls: Option<&TlsAcceptor>,
-    handler: &Arc<dyn Handler>,
+    handler: &Arc<H>,
     shared: &Arc<Shared>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -585,7 +597,7 @@ fn spawn_connection(
     };
     let (settings, tls, handler) = (settings.clone(), tls.cloned(), handler.clone());
     let spawned = thread::Builder::new()
-        .name("inferd-conn".into())
+        .name("http-conn".into())
         .stack_size(CONN_STACK)
         .spawn(move || {
             handler.connection_opened();
@@ -631,14 +643,14 @@ fn reject_over_cap(
     }
     let thread_shared = shared.clone();
     let spawned = thread::Builder::new()
-        .name("inferd-reject".into())
+        .name("http-reject".into())
         .stack_size(CONN_STACK)
         .spawn(move || {
             let _ = tcp.set_write_timeout(Some(REJECT_DEADLINE));
             if let Ok(mut stream) =
                 Stream::open(tcp, tls.as_ref(), Instant::now() + REJECT_DEADLINE)
             {
-                let response = ApiError::from(refusal).into_response();
+                let response = refusal.into_response();
                 let mut out = Vec::new();
                 response.write_to(&mut out, false, false, tls.is_some());
                 let _ = stream.write_all(&out, Instant::now() + REJECT_DEADLINE);

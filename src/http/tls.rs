@@ -32,6 +32,19 @@ pub enum TlsError {
     Config(String),
 }
 
+/// Client certificates (mutual TLS): which CA signs them, which CRL revokes them, and
+/// whether a handshake without one fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM certificates of the CA that client certificates must chain to.
+    pub ca: std::path::PathBuf,
+    /// PEM certificate revocation lists (RFC 5280) of that CA.
+    pub crl: Option<std::path::PathBuf>,
+    /// A handshake without a valid client certificate fails; else one is verified when
+    /// presented.
+    pub required: bool,
+}
+
 /// A loaded server configuration, cheap to clone and share across connections. Clones
 /// share one slot, so `replace` (a reload) reaches every clone: new handshakes use the new
 /// certificate, connections already open keep theirs.
@@ -44,11 +57,7 @@ impl TlsAcceptor {
     /// Loads a PEM certificate chain and private key, and the client CA when mTLS is on.
     /// TLS 1.2 and 1.3 only, ring provider (ring, not aws-lc-rs: builds for ARM without
     /// cmake), ALPN `http/1.1`.
-    pub fn load(
-        cert: &Path,
-        key: &Path,
-        client: Option<&crate::config::ClientAuthConfig>,
-    ) -> Result<Self, TlsError> {
+    pub fn load(cert: &Path, key: &Path, client: Option<&ClientAuth>) -> Result<Self, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .and_then(|it| it.collect::<Result<_, _>>())
             .map_err(|e| TlsError::Cert {
@@ -137,7 +146,7 @@ impl TlsAcceptor {
 /// Verifies client certificates against the configured CA (webpki: chain, validity,
 /// client-auth EKU); optional mode lets clients without a certificate through.
 fn client_verifier(
-    client: &crate::config::ClientAuthConfig,
+    client: &ClientAuth,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let err = |reason: String| TlsError::ClientCa {

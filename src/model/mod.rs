@@ -12,7 +12,7 @@ pub mod tensor;
 pub mod text;
 
 use crate::metrics::Metrics;
-use manifest::{Manifest, Task};
+use manifest::{Manifest, Task, TextSpec};
 use pool::{How, Pool};
 use runtime::{Dim, Graph, Plan};
 use serde::Serialize;
@@ -107,6 +107,69 @@ pub struct Model {
     item_ns: AtomicU64,
 }
 
+/// The manifest must describe the graph exactly, in graph order.
+fn check_graph(graph: &Graph, manifest: &Manifest) -> Result<(), String> {
+    let declared: Vec<&str> = manifest.inputs.iter().map(|s| s.name.as_str()).collect();
+    if graph.inputs != declared {
+        return Err(format!(
+            "graph inputs {:?}, manifest says {declared:?}",
+            graph.inputs
+        ));
+    }
+    if graph.outputs.len() != manifest.outputs.len() {
+        return Err(format!(
+            "graph outputs {:?} differ from the manifest",
+            graph.outputs
+        ));
+    }
+    Ok(())
+}
+
+/// A text model's plans: one per length bucket, or one for every length (`ANY_LENGTH`);
+/// each input is `[1, length]`.
+fn text_plans(
+    graph: &Graph,
+    manifest: &Manifest,
+    spec: &TextSpec,
+) -> Result<Vec<(usize, Plan)>, String> {
+    let lengths = match spec.buckets.as_slice() {
+        [] => vec![None],
+        buckets => buckets.iter().map(|&b| Some(b)).collect(),
+    };
+    lengths
+        .into_iter()
+        .map(|len| {
+            let seq = len.map_or(Dim::Symbolic("S"), Dim::Fixed);
+            let shapes: Vec<_> = manifest
+                .inputs
+                .iter()
+                .map(|i| (i.datatype, vec![Dim::Fixed(1), seq]))
+                .collect();
+            graph.plan(&shapes).map(|p| (len.unwrap_or(ANY_LENGTH), p))
+        })
+        .collect()
+}
+
+/// A tensor model's input shapes: a leading -1 is the batch axis `N`, other -1s symbolic.
+fn tensor_shapes(manifest: &Manifest) -> Vec<(DataType, Vec<Dim>)> {
+    manifest
+        .inputs
+        .iter()
+        .map(|i| {
+            let dims = i
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &d)| match (axis, d) {
+                    (0, -1) => Dim::Symbolic("N"),
+                    (_, d) if d > 0 => Dim::Fixed(d as usize),
+                    _ => Dim::Symbolic("S"),
+                });
+            (i.datatype, dims.collect())
+        })
+        .collect()
+}
+
 /// A request whose expected run time is below this runs on its connection's thread when a
 /// worker's share is free (`pool::How::here`): the two thread hand-offs it saves cost more
 /// than such an inference. Longer runs stay on the workers, whose thread-local scratch
@@ -132,67 +195,18 @@ impl Model {
         };
         let bytes = std::fs::read(&onnx_path).map_err(|e| load_err(e.to_string()))?;
         let graph = Graph::parse(&bytes).map_err(load_err)?;
-        // The manifest must describe the graph exactly, in graph order.
-        let declared: Vec<&str> = manifest.inputs.iter().map(|s| s.name.as_str()).collect();
-        if graph.inputs != declared {
-            return Err(load_err(format!(
-                "graph inputs {:?}, manifest says {declared:?}",
-                graph.inputs
-            )));
-        }
-        if graph.outputs.len() != manifest.outputs.len() {
-            return Err(load_err(format!(
-                "graph outputs {:?} differ from the manifest",
-                graph.outputs
-            )));
-        }
+        check_graph(&graph, &manifest).map_err(load_err)?;
         let runner = match (&manifest.task, &manifest.text) {
-            (Task::TextClassification, Some(spec)) => {
-                let pre = Box::new(Preprocessor::load(
+            (Task::TextClassification, Some(spec)) => Runner::Text {
+                pre: Box::new(Preprocessor::load(
                     &dir.join(&spec.tokenizer),
                     spec.clone(),
-                )?);
-                // One plan per bucket, or one for every length (`ANY_LENGTH`).
-                let lengths = match spec.buckets.as_slice() {
-                    [] => vec![None],
-                    buckets => buckets.iter().map(|&b| Some(b)).collect(),
-                };
-                let plans = lengths
-                    .into_iter()
-                    .map(|len| {
-                        let seq = len.map_or(Dim::Symbolic("S"), Dim::Fixed);
-                        let shapes: Vec<_> = manifest
-                            .inputs
-                            .iter()
-                            .map(|i| (i.datatype, vec![Dim::Fixed(1), seq]))
-                            .collect();
-                        let key = len.unwrap_or(ANY_LENGTH);
-                        graph.plan(&shapes).map(|p| (key, p)).map_err(load_err)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Runner::Text { pre, plans }
-            }
-            _ => {
-                let shapes: Vec<_> = manifest
-                    .inputs
-                    .iter()
-                    .map(|i| {
-                        let dims = i
-                            .shape
-                            .iter()
-                            .enumerate()
-                            .map(|(axis, &d)| match (axis, d) {
-                                (0, -1) => Dim::Symbolic("N"),
-                                (_, d) if d > 0 => Dim::Fixed(d as usize),
-                                _ => Dim::Symbolic("S"),
-                            });
-                        (i.datatype, dims.collect())
-                    })
-                    .collect();
-                Runner::Tensor {
-                    plan: graph.plan(&shapes).map_err(load_err)?,
-                }
-            }
+                )?),
+                plans: text_plans(&graph, &manifest, spec).map_err(load_err)?,
+            },
+            _ => Runner::Tensor {
+                plan: graph.plan(&tensor_shapes(&manifest)).map_err(load_err)?,
+            },
         };
         Ok(Model {
             graph_outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),

@@ -2,7 +2,7 @@
 //! nothing else, every `$ref` resolving, and the live server answering what the document says.
 
 use crate::support::{Resp, TestServer, raw_request};
-use inferd::http::router::CATALOGUE;
+use inferd::api::CATALOGUE;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -88,7 +88,7 @@ fn documents_exactly_the_routes_of_the_router() {
     let extra: Vec<_> = documented.difference(&routed).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "src/http/openapi.json and router::CATALOGUE disagree\n  \
+        "src/api/openapi.json and router::CATALOGUE disagree\n  \
          routed, not documented: {missing:?}\n  documented, not routed: {extra:?}"
     );
 }

@@ -1,12 +1,13 @@
 //! Handlers: parse the request, call the domain, shape the reply. Auth, limits and logging
 //! happened in the router already.
 
+use super::admission::Admission;
 use super::error::ApiError;
-use super::request::Request;
-use super::response::Response;
-use super::router::Admission;
+use super::json;
+use super::route::ModelPath;
 use crate::App;
 use crate::auth::Scope;
+use crate::http::{Request, Response};
 use crate::model::tensor::{Data, DataType, Tensor};
 use crate::model::{Model, ModelError, text_cost};
 use crate::oip;
@@ -58,8 +59,8 @@ struct PredictInput {
 }
 
 /// `POST /predict {"text": "..", "model"?: ".."}`: classify one text.
-pub fn predict(app: &App, req: &Request, who: &Admission) -> Result<Response, ApiError> {
-    let input: PredictInput = req.json()?;
+pub fn predict(app: &App, req: &Request, who: &mut Admission) -> Result<Response, ApiError> {
+    let input: PredictInput = json::parse(req)?;
     let model = match &input.model {
         Some(name) => app.models.get(name, None)?,
         None => app.models.default_text()?,
@@ -88,20 +89,11 @@ pub fn predict(app: &App, req: &Request, who: &Admission) -> Result<Response, Ap
 pub fn infer(
     app: &App,
     req: &Request,
-    who: &Admission,
-    name: &str,
-    version: Option<&str>,
+    who: &mut Admission,
+    path: &ModelPath,
 ) -> Result<Response, ApiError> {
-    let model = app.models.get(name, version)?;
-    let header_len = match req.header("inference-header-content-length") {
-        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
-            ApiError::Malformed("Inference-Header-Content-Length must be a byte count".into())
-        })?),
-        None => {
-            req.require_json()?;
-            None
-        }
-    };
+    let model = app.models.get(&path.name, path.version.as_deref())?;
+    let header_len = binary_header_len(req)?;
     let mut request = match (header_len, model.manifest.inputs.as_slice()) {
         (Some(0), [only]) if !model.is_text() => oip::decode_raw(
             &req.body,
@@ -139,12 +131,23 @@ pub fn infer(
     })
 }
 
+/// `Inference-Header-Content-Length` (Triton's binary tensor extension): how many bytes
+/// of JSON precede the binary data. Without it the body is JSON.
+fn binary_header_len(req: &Request) -> Result<Option<usize>, ApiError> {
+    match req.header("inference-header-content-length") {
+        Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+            ApiError::Malformed("Inference-Header-Content-Length must be a byte count".into())
+        }),
+        None => json::require_json(req).map(|()| None),
+    }
+}
+
 /// OIP on a text model: one BYTES input `text` of shape `[n]` (or `[n, 1]`, checked while
 /// decoding); outputs the probabilities `[n, labels]` and the winning `label` `[n]`.
 fn classify_tensor(
     app: &App,
     req: &Request,
-    who: &Admission,
+    who: &mut Admission,
     model: &Arc<Model>,
     inputs: Vec<Tensor>,
     wait: Option<std::time::Duration>,
@@ -197,8 +200,8 @@ fn tensor_meta(name: &str, datatype: DataType, shape: &[i64]) -> serde_json::Val
 }
 
 /// `GET /v2/models/{name}[/versions/{v}]`: OIP model metadata.
-pub fn model_metadata(app: &App, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-    let model = app.models.get(name, version)?;
+pub fn model_metadata(app: &App, path: &ModelPath) -> Result<Response, ApiError> {
+    let model = app.models.get(&path.name, path.version.as_deref())?;
     let m = &model.manifest;
     let (inputs, outputs): (Vec<_>, Vec<_>) = if model.is_text() {
         let n = m.labels.len() as i64;
@@ -234,8 +237,8 @@ pub fn model_metadata(app: &App, name: &str, version: Option<&str>) -> Result<Re
 }
 
 /// `GET /v2/models/{name}[/versions/{v}]/ready`: 200 when loaded (every served model is).
-pub fn model_ready(app: &App, name: &str, version: Option<&str>) -> Result<Response, ApiError> {
-    app.models.get(name, version)?;
+pub fn model_ready(app: &App, path: &ModelPath) -> Result<Response, ApiError> {
+    app.models.get(&path.name, path.version.as_deref())?;
     Ok(Response::empty(200))
 }
 

@@ -2,9 +2,9 @@
 //! answered without credentials, allowed origins get their headers on every response, and
 //! any other origin gets no CORS header at all, so the browser blocks it.
 
-use super::request::Request;
-use super::response::Response;
 use crate::config::CorsConfig;
+use crate::http::Request;
+use crate::http::Response;
 
 /// Response headers a page may read besides the CORS-safelisted ones.
 const EXPOSED: &str =

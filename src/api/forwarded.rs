@@ -4,8 +4,8 @@
 //! pass a client's own copy of the other through, so reading it would let the client
 //! choose the address its rate limits and audit lines are keyed by.
 
-use super::request::Request;
 use crate::config::ProxyHeader;
+use crate::http::Request;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 

@@ -2,12 +2,14 @@
 //! `GET /.well-known/jwks.json` (the token keys this device trusts, RFC 7517/8037).
 
 use crate::App;
+use crate::api::admission::Admission;
+use crate::api::audit;
+use crate::api::error::ApiError;
 use crate::auth::issue::{ClientAuth, GrantError};
-use crate::http::error::ApiError;
-use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::{Request, Response};
 use ct_codecs::{Base64, Decoder};
 use percent_encoding::percent_decode_str;
+use serde_json::Value;
 
 fn oauth(
     status: u16,
@@ -60,7 +62,7 @@ fn basic_credentials(req: &Request) -> Result<Option<ClientAuth>, ApiError> {
 }
 
 /// `POST /token`: client credentials grant. Errors in RFC 6749 §5.2 form; never cached.
-pub fn token(app: &App, req: &Request) -> Result<Response, ApiError> {
+pub fn token(app: &App, req: &Request, who: &Admission) -> Result<Response, ApiError> {
     let Some(issuer) = &app.issuer else {
         return Err(ApiError::NotFound(
             "this device issues no tokens (no signing_key configured)".into(),
@@ -82,36 +84,35 @@ pub fn token(app: &App, req: &Request) -> Result<Response, ApiError> {
             .with_header("cache-control", "no-store")
             .with_header("pragma", "no-cache")),
         Err(e) => {
-            let (status, code, description, challenge) = match e {
-                GrantError::InvalidRequest(d) => (400, "invalid_request", d, false),
-                GrantError::InvalidClient { basic } => (
-                    401,
-                    "invalid_client",
-                    format!(
-                        "client authentication failed{}",
-                        if basic { " (Basic)" } else { "" }
-                    ),
-                    true,
-                ),
-                GrantError::InvalidScope(d) => (400, "invalid_scope", d, false),
-                GrantError::UnsupportedGrantType => (
-                    400,
-                    "unsupported_grant_type",
-                    "only client_credentials is supported".into(),
-                    false,
-                ),
-                GrantError::Unavailable(d) => (503, "temporarily_unavailable", d, false),
-            };
-            crate::http::router::audit_event(
-                app,
-                req,
-                crate::http::router::client_of(req),
-                "client_secret",
-                code,
-                serde_json::Value::Null,
-            );
-            Err(oauth(status, code, description, challenge))
+            let refusal = refusal(e);
+            let at = who.origin(req);
+            audit::audit_event(app, at, "client_secret", refusal.code(), Value::Null);
+            Err(refusal)
         }
+    }
+}
+
+/// A refused grant in RFC 6749 §5.2 form.
+fn refusal(e: GrantError) -> ApiError {
+    match e {
+        GrantError::InvalidRequest(d) => oauth(400, "invalid_request", d, false),
+        GrantError::InvalidClient { basic } => oauth(
+            401,
+            "invalid_client",
+            format!(
+                "client authentication failed{}",
+                if basic { " (Basic)" } else { "" }
+            ),
+            true,
+        ),
+        GrantError::InvalidScope(d) => oauth(400, "invalid_scope", d, false),
+        GrantError::UnsupportedGrantType => oauth(
+            400,
+            "unsupported_grant_type",
+            "only client_credentials is supported",
+            false,
+        ),
+        GrantError::Unavailable(d) => oauth(503, "temporarily_unavailable", d, false),
     }
 }
 
