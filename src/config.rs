@@ -1,12 +1,14 @@
-//! Configuration: TOML file plus `INFERD_<SECTION>_<KEY>` environment overrides, parsed
-//! once into typed fields. Unknown keys (in the file or the environment) are errors that
-//! name them; relative paths are relative to the config file's folder.
+//! Configuration: TOML file plus `INFERD_<SECTION>_<KEY>` environment overrides, parsed once
+//! into typed fields, each key declared once (`keys!`). Unknown keys (file or environment)
+//! are errors that name them; relative paths are relative to the config file's folder.
 
+use ::log::LevelFilter; // `::`: `log` is also the `[log]` section's module
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,223 +29,8 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Str,
-    Int,
-    Bool,
-    List,
-}
-
-/// Every key that exists, with its type: the source of truth for env overrides.
-const KEYS: &[(&str, &str, Kind)] = &[
-    ("", "listen", Kind::Str),
-    ("", "state_dir", Kind::Str),
-    ("", "trusted_proxies", Kind::List),
-    ("", "trusted_proxy_header", Kind::Str),
-    ("tls", "enabled", Kind::Bool),
-    ("tls", "cert", Kind::Str),
-    ("tls", "key", Kind::Str),
-    ("tls", "client_ca", Kind::Str),
-    ("tls", "client_auth", Kind::Str),
-    ("tls", "client_scopes", Kind::List),
-    ("tls", "client_crl", Kind::Str),
-    ("limits", "max_connections", Kind::Int),
-    ("limits", "max_connections_per_ip", Kind::Int),
-    ("limits", "max_inflight_body_bytes", Kind::Int),
-    ("limits", "max_in_flight_per_caller", Kind::Int),
-    ("limits", "queue_timeout_ms", Kind::Int),
-    ("limits", "max_header_bytes", Kind::Int),
-    ("limits", "max_headers", Kind::Int),
-    ("limits", "max_request_line_bytes", Kind::Int),
-    ("limits", "max_body_bytes", Kind::Int),
-    ("limits", "header_timeout_ms", Kind::Int),
-    ("limits", "body_timeout_ms", Kind::Int),
-    ("limits", "idle_timeout_ms", Kind::Int),
-    ("limits", "write_timeout_ms", Kind::Int),
-    ("limits", "shutdown_timeout_ms", Kind::Int),
-    ("limits", "inference_threads", Kind::Int),
-    ("limits", "inference_queue", Kind::Int),
-    ("models", "dir", Kind::Str),
-    ("models", "default", Kind::Str),
-    ("models", "enabled", Kind::List),
-    ("auth", "api_keys_file", Kind::Str),
-    ("auth", "jwt_keys_dir", Kind::Str),
-    ("auth", "issuer", Kind::Str),
-    ("auth", "audience", Kind::Str),
-    ("auth", "leeway_s", Kind::Int),
-    ("auth", "max_token_bytes", Kind::Int),
-    ("auth", "revocations_file", Kind::Str),
-    ("auth", "signing_key", Kind::Str),
-    ("auth", "clients_file", Kind::Str),
-    ("auth", "token_ttl_s", Kind::Int),
-    ("auth", "clock_policy", Kind::Str),
-    ("rate_limit", "enabled", Kind::Bool),
-    ("rate_limit", "default", Kind::Str),
-    ("rate_limit", "burst", Kind::Int),
-    ("rate_limit", "anonymous_per_ip", Kind::Str),
-    ("rate_limit", "failed_auth_per_ip", Kind::Str),
-    ("rate_limit", "token_per_ip", Kind::Str),
-    ("rate_limit", "connections_per_ip", Kind::Str),
-    ("rate_limit", "max_tracked_keys", Kind::Int),
-    ("rate_limit", "ipv6_prefix", Kind::Int),
-    ("rate_limit", "tokens_per_unit", Kind::Int),
-    ("cors", "allowed_origins", Kind::List),
-    ("cors", "allow_credentials", Kind::Bool),
-    ("cors", "allowed_methods", Kind::List),
-    ("cors", "allowed_headers", Kind::List),
-    ("cors", "max_age_s", Kind::Int),
-    ("log", "level", Kind::Str),
-    ("log", "access", Kind::Bool),
-    ("log", "audit", Kind::Bool),
-    ("log", "refusal_lines_per_s", Kind::Int),
-];
-
-fn env_name(section: &str, key: &str) -> String {
-    if section.is_empty() {
-        format!("INFERD_{}", key.to_ascii_uppercase())
-    } else {
-        format!(
-            "INFERD_{}_{}",
-            section.to_ascii_uppercase(),
-            key.to_ascii_uppercase()
-        )
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    listen: Option<String>,
-    state_dir: Option<PathBuf>,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-    trusted_proxy_header: Option<String>,
-    #[serde(default)]
-    tls: RawTls,
-    #[serde(default)]
-    limits: RawLimits,
-    #[serde(default)]
-    models: RawModels,
-    #[serde(default)]
-    auth: RawAuth,
-    #[serde(default)]
-    rate_limit: RawRateLimit,
-    #[serde(default)]
-    cors: RawCors,
-    #[serde(default)]
-    log: RawLog,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    enabled: Option<bool>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    client_ca: Option<PathBuf>,
-    client_auth: Option<String>,
-    client_scopes: Option<Vec<String>>,
-    client_crl: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_connections: Option<u64>,
-    max_connections_per_ip: Option<u64>,
-    max_inflight_body_bytes: Option<u64>,
-    max_in_flight_per_caller: Option<u64>,
-    queue_timeout_ms: Option<u64>,
-    max_header_bytes: Option<u64>,
-    max_headers: Option<u64>,
-    max_request_line_bytes: Option<u64>,
-    max_body_bytes: Option<u64>,
-    header_timeout_ms: Option<u64>,
-    body_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    write_timeout_ms: Option<u64>,
-    shutdown_timeout_ms: Option<u64>,
-    inference_threads: Option<u64>,
-    inference_queue: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawModels {
-    dir: Option<PathBuf>,
-    default: Option<String>,
-    #[serde(default)]
-    enabled: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    api_keys_file: Option<PathBuf>,
-    jwt_keys_dir: Option<PathBuf>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway_s: Option<u64>,
-    max_token_bytes: Option<u64>,
-    revocations_file: Option<PathBuf>,
-    signing_key: Option<PathBuf>,
-    clients_file: Option<PathBuf>,
-    token_ttl_s: Option<u64>,
-    clock_policy: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimit {
-    enabled: Option<bool>,
-    default: Option<String>,
-    burst: Option<u64>,
-    anonymous_per_ip: Option<RawRate>,
-    failed_auth_per_ip: Option<RawRate>,
-    token_per_ip: Option<RawRate>,
-    connections_per_ip: Option<RawRate>,
-    max_tracked_keys: Option<u64>,
-    ipv6_prefix: Option<u64>,
-    tokens_per_unit: Option<u64>,
-    #[serde(default)]
-    keys: BTreeMap<String, RawRate>,
-    #[serde(default)]
-    scopes: BTreeMap<String, RawRate>,
-    #[serde(default)]
-    clients: BTreeMap<String, RawRate>,
-}
-
-/// `"10/minute"`, or `{ rate = "10/minute", burst = 20 }`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawRate {
-    Short(String),
-    Full { rate: String, burst: Option<u64> },
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCors {
-    #[serde(default)]
-    allowed_origins: Vec<String>,
-    allow_credentials: Option<bool>,
-    allowed_methods: Option<Vec<String>>,
-    allowed_headers: Option<Vec<String>>,
-    max_age_s: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    level: Option<String>,
-    access: Option<bool>,
-    audit: Option<bool>,
-    refusal_lines_per_s: Option<u64>,
-}
-
 /// TLS certificate and key (PEM), and optional client-certificate authentication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -251,7 +38,7 @@ pub struct TlsConfig {
 }
 
 /// mTLS: client certificates signed by `ca` become principals with `scopes`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAuthConfig {
     pub ca: PathBuf,
     /// `client_auth = "required"`: the handshake fails without a valid certificate.
@@ -264,7 +51,7 @@ pub struct ClientAuthConfig {
 }
 
 /// Caps and deadlines.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,
     /// Connections one client address may hold (IPv6: per `[rate_limit] ipv6_prefix`);
@@ -294,7 +81,7 @@ pub struct Limits {
     pub inference_queue: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelsConfig {
     pub dir: PathBuf,
     /// The text model `/predict` uses by default.
@@ -303,7 +90,7 @@ pub struct ModelsConfig {
     pub enabled: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     pub api_keys_file: PathBuf,
     /// Bearer-token verification, when `jwt_keys_dir` is set.
@@ -314,7 +101,7 @@ pub struct AuthConfig {
 }
 
 /// Verification of Ed25519 bearer tokens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokensConfig {
     /// One `<kid>.pem` public key per trusted signer.
     pub keys_dir: PathBuf,
@@ -326,7 +113,7 @@ pub struct TokensConfig {
 }
 
 /// `POST /token`: the device signs short-lived tokens for known clients.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuingConfig {
     pub signing_key: PathBuf,
     pub clients_file: PathBuf,
@@ -397,10 +184,8 @@ impl Rate {
 
     /// The same rate with another burst.
     pub fn with_burst(self, burst: u64) -> Result<Rate, String> {
-        match u32::try_from(burst).ok().and_then(NonZeroU32::new) {
-            Some(burst) => Ok(Rate { burst, ..self }),
-            None => Err(format!("burst {burst} must be 1..={}", u32::MAX)),
-        }
+        let burst = nonzero_u32(burst).map_err(|m| format!("burst {m}"))?;
+        Ok(Rate { burst, ..self })
     }
 }
 
@@ -455,12 +240,13 @@ impl Default for RateLimitConfig {
     /// The built-in limits (what an empty `[rate_limit]` means).
     fn default() -> Self {
         // The defaults are constants this module's tests parse.
-        rate_limit(RawRateLimit::default()).expect("built-in rate limits are valid")
+        let keys = rate_limit::Raw::default().parse();
+        rate_limit_config(keys.expect("built-in rate limits are valid"))
     }
 }
 
 /// `[cors]`: which browser origins may call the API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsConfig {
     /// Exact origins (`https://app.example:8443`), lower-case; `["*"]` allows any origin
     /// without credentials. Empty: no CORS headers at all.
@@ -473,9 +259,9 @@ pub struct CorsConfig {
     pub max_age: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    pub level: log::LevelFilter,
+    pub level: LevelFilter,
     /// One access line per request.
     pub access: bool,
     /// One JSON line per failed authentication.
@@ -495,7 +281,7 @@ pub enum ProxyHeader {
 }
 
 /// The typed configuration. Holds paths to secrets, never secrets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
     /// Where inferd keeps what it learns at run time (the last time it saw).
@@ -529,7 +315,11 @@ impl Config {
 
     /// Environment variable names that look like ours but name no key.
     pub fn unknown_env_vars(names: impl Iterator<Item = String>) -> Vec<String> {
-        let known: Vec<String> = KEYS.iter().map(|(s, k, _)| env_name(s, k)).collect();
+        let known: Vec<String> = KEYS
+            .iter()
+            .filter(|(_, _, kind)| *kind != Kind::Table)
+            .map(|(section, key, _)| env_name(section, key))
+            .collect();
         names
             .filter(|n| n.starts_with("INFERD_") && !known.contains(n))
             .collect()
@@ -542,299 +332,624 @@ impl Config {
         base: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let parse_err = |reason: String| ConfigError::Parse {
-            path: origin.to_owned(),
-            reason,
-        };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| parse_err(toml_reason(text, &e)))?;
-        for (section, key, kind) in KEYS {
-            let name = env_name(section, key);
-            let Some(raw) = env(&name) else { continue };
-            let env_err = |reason: &str| ConfigError::Env {
-                name: name.clone(),
-                reason: reason.to_owned(),
-            };
-            let value = match kind {
-                Kind::Str => toml::Value::String(raw),
-                Kind::Int => {
-                    toml::Value::Integer(raw.trim().parse().map_err(|_| env_err("not an integer"))?)
-                }
-                Kind::Bool => {
-                    toml::Value::Boolean(raw.trim().parse().map_err(|_| env_err("not true/false"))?)
-                }
-                Kind::List => toml::Value::Array(
-                    raw.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| toml::Value::String(s.into()))
-                        .collect(),
-                ),
-            };
-            let target = if section.is_empty() {
-                &mut table
-            } else {
-                match table
-                    .entry(section.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                {
-                    toml::Value::Table(t) => t,
-                    _ => return Err(parse_err(format!("[{section}] must be a table"))),
-                }
-            };
-            target.insert(key.to_string(), value);
-        }
-        let raw: RawConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_err(toml_reason("", &e)))?;
-        Config::from_raw(raw, base)
-    }
-
-    fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
-        let invalid = |m: String| ConfigError::Invalid(m);
+        let keys = raw(text, origin, env)?.parse()?;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8443".into());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid(format!("listen {listen_text:?} is not an address:port")))?;
-        if raw.tls.client_ca.is_none() && raw.tls.client_crl.is_some() {
-            return Err(invalid("tls.client_crl needs tls.client_ca".into()));
+        Ok(Config {
+            listen: keys.listen,
+            state_dir: keys.state_dir.map_or_else(|| base.to_path_buf(), resolve),
+            trusted_proxies: keys.trusted_proxies,
+            trusted_proxy_header: keys.trusted_proxy_header,
+            tls: tls_config(keys.tls, resolve)?,
+            limits: limits_config(keys.limits)?,
+            models: ModelsConfig {
+                dir: resolve(
+                    keys.models
+                        .dir
+                        .ok_or_else(|| ConfigError::Invalid("[models] dir is required".into()))?,
+                ),
+                default: keys.models.default,
+                enabled: keys.models.enabled,
+            },
+            auth: auth_config(keys.auth, resolve)?,
+            rate_limit: rate_limit_config(keys.rate_limit),
+            cors: cors_config(keys.cors)?,
+            log: LogConfig {
+                level: keys.log.level,
+                access: keys.log.access,
+                audit: keys.log.audit,
+                refusal_lines_per_s: keys.log.refusal_lines_per_s,
+            },
+        })
+    }
+}
+
+/// The file's keys with the environment's on top: TOML syntax, key names and value types
+/// checked, each value still as written.
+fn raw(
+    text: &str,
+    origin: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<top::Raw, ConfigError> {
+    let parse_err = |reason: String| ConfigError::Parse {
+        path: origin.to_owned(),
+        reason,
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_err(toml_reason(text, &e)))?;
+    for &(section, key, kind) in KEYS {
+        let name = env_name(section, key);
+        let Some(raw) = env(&name) else { continue };
+        let env_err = |reason: &str| ConfigError::Env {
+            name: name.clone(),
+            reason: reason.to_owned(),
+        };
+        let value = match kind {
+            Kind::Str => toml::Value::String(raw),
+            Kind::Int => {
+                toml::Value::Integer(raw.trim().parse().map_err(|_| env_err("not an integer"))?)
+            }
+            Kind::Bool => {
+                toml::Value::Boolean(raw.trim().parse().map_err(|_| env_err("not true/false"))?)
+            }
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
+            ),
+            Kind::Table => continue,
+        };
+        let target = if section.is_empty() {
+            &mut table
+        } else {
+            match table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                _ => return Err(parse_err(format!("[{section}] must be a table"))),
+            }
+        };
+        target.insert(key.to_string(), value);
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| parse_err(toml_reason("", &e)))
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        format!("INFERD_{}", key.to_ascii_uppercase())
+    } else {
+        format!(
+            "INFERD_{}_{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        )
+    }
+}
+
+/// Declares each key once, as `name: toml_type => parsed_type [= default], parse;` where
+/// `parse` turns the TOML value into the parsed one or says what is wrong with it. A key
+/// without a default is an `Option` on both sides: its absence means something, or its
+/// default depends on other keys. For the top level and each `[section]` this generates a
+/// module holding `Raw` (what serde reads: defaults filled in, unknown keys refused) and
+/// `Keys` (each value parsed, an error naming its key); and `KEYS`, the environment's view.
+macro_rules! keys {
+    (@section $prefix:expr;
+        $($key:ident: $raw:ty => $typed:ty $(= $default:expr)?, $parse:expr;)*;
+        $($sub:ident)*
+    ) => {
+        /// The keys as written (file, then environment); absent ones at their defaults.
+        #[derive(Deserialize)]
+        #[cfg_attr(test, derive(Debug, PartialEq))]
+        #[serde(default, deny_unknown_fields)]
+        pub(super) struct Raw {
+            $(pub(super) $key: keys!(@type $raw $(, $default)?),)*
+            $(pub(super) $sub: $sub::Raw,)*
         }
-        let client = match (raw.tls.client_ca, raw.tls.client_auth.as_deref()) {
-            (None, None) => None,
-            (Some(ca), mode) => Some(ClientAuthConfig {
-                ca: resolve(ca),
-                required: match mode.unwrap_or("optional") {
-                    "optional" => false,
-                    "required" => true,
-                    other => {
-                        return Err(invalid(format!(
-                            "tls.client_auth {other:?} must be \"optional\" or \"required\""
-                        )));
-                    }
-                },
-                scopes: raw
-                    .tls
-                    .client_scopes
-                    .unwrap_or_else(|| vec!["predict".into()]),
-                crl: raw.tls.client_crl.map(resolve),
-            }),
-            (None, Some(_)) => return Err(invalid("tls.client_auth needs tls.client_ca".into())),
-        };
-        let tls = match (raw.tls.enabled.unwrap_or(true), raw.tls.cert, raw.tls.key) {
-            (false, _, _) if client.is_some() => {
-                return Err(invalid("tls.client_ca needs TLS on".into()));
-            }
-            (false, _, _) => None,
-            (true, Some(cert), Some(key)) => Some(TlsConfig {
-                cert: resolve(cert),
-                key: resolve(key),
-                client,
-            }),
-            (true, _, _) => {
-                return Err(invalid(
-                    "[tls] needs cert and key (plain HTTP only with an explicit `enabled = false`)"
-                        .into(),
-                ));
-            }
-        };
-        let l = raw.limits;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let count =
-            |v: Option<u64>, default: usize, name: &str, max: u64| -> Result<usize, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(n) if n >= 1 && n <= max => Ok(n as usize),
-                    Some(n) => Err(invalid(format!("limits.{name} = {n} must be 1..={max}"))),
+
+        impl Default for Raw {
+            fn default() -> Raw {
+                Raw {
+                    $($key: keys!(@default $($default)?),)*
+                    $($sub: Default::default(),)*
                 }
-            };
-        let ms = |v: Option<u64>, default: u64, name: &str| -> Result<Duration, ConfigError> {
-            match v.unwrap_or(default) {
-                0 => Err(invalid(format!("limits.{name} must be above 0"))),
-                n if n > 86_400_000 => Err(invalid(format!("limits.{name} must be at most a day"))),
-                n => Ok(Duration::from_millis(n)),
             }
-        };
-        let inference_threads = count(l.inference_threads, cores, "inference_threads", 256)?;
-        let max_connections = count(l.max_connections, 256, "max_connections", 100_000)?;
+        }
+
+        /// The keys parsed, each valid on its own.
+        pub(super) struct Keys {
+            $(pub(super) $key: keys!(@type $typed $(, $default)?),)*
+            $(pub(super) $sub: $sub::Keys,)*
+        }
+
+        impl Raw {
+            pub(super) fn parse(self) -> Result<Keys, ConfigError> {
+                Ok(Keys {
+                    $($key: keys!(@parse self.$key, $parse $(, $default)?).map_err(|reason| {
+                        ConfigError::Invalid(format!("{}{}: {reason}", $prefix, stringify!($key)))
+                    })?,)*
+                    $($sub: self.$sub.parse()?,)*
+                })
+            }
+        }
+    };
+    (@type $t:ty) => { Option<$t> };
+    (@type $t:ty, $default:expr) => { $t };
+    (@default) => { None };
+    (@default $default:expr) => { $default };
+    (@parse $value:expr, $parse:expr) => { $value.map(|v| parse_with($parse, v)).transpose() };
+    (@parse $value:expr, $parse:expr, $default:expr) => { parse_with($parse, $value) };
+    (
+        $($key:ident: $raw:ty => $typed:ty $(= $default:expr)?, $parse:expr;)*
+        $([$section:ident] {
+            $($skey:ident: $sraw:ty => $styped:ty $(= $sdefault:expr)?, $sparse:expr;)*
+        })*
+    ) => {
+        mod top {
+            use super::*;
+            keys!(@section ""; $($key: $raw => $typed $(= $default)?, $parse;)*; $($section)*);
+        }
+        $(mod $section {
+            use super::*;
+            keys!(@section concat!(stringify!($section), ".");
+                $($skey: $sraw => $styped $(= $sdefault)?, $sparse;)*;);
+        })*
+
+        /// Every key: its section (empty at the top level), name, and environment form.
+        const KEYS: &[(&str, &str, Kind)] = &[
+            $(("", stringify!($key), <$raw as EnvValue>::KIND),)*
+            $($((stringify!($section), stringify!($skey), <$sraw as EnvValue>::KIND),)*)*
+        ];
+    };
+}
+
+// Every key, its TOML type, parsed type, default and check. README's configuration section
+// documents them; `[rate_limit]`'s tables of overrides have no environment form.
+keys! {
+    listen: String => SocketAddr = "127.0.0.1:8443".into(), address;
+    state_dir: PathBuf => PathBuf, Ok; // default: the config file's folder
+    trusted_proxies: Vec<String> => Vec<IpNet> = Vec::new(), networks;
+    trusted_proxy_header: String => ProxyHeader = "x-forwarded-for".into(),
+        one_of(&[("x-forwarded-for", ProxyHeader::XForwardedFor),
+                 ("forwarded", ProxyHeader::Forwarded)]);
+    [tls] {
+        enabled: bool => bool = true, Ok;
+        cert: PathBuf => PathBuf, Ok;
+        key: PathBuf => PathBuf, Ok;
+        client_ca: PathBuf => PathBuf, Ok;
+        client_auth: String => bool, one_of(&[("optional", false), ("required", true)]);
+        client_scopes: Vec<String> => Vec<String> = vec!["predict".into()], Ok;
+        client_crl: PathBuf => PathBuf, Ok;
+    }
+    [limits] {
+        max_connections: u64 => usize = 256, within(1..=100_000);
+        // Keys without a default here take one from other keys (`limits_config`).
+        max_connections_per_ip: u64 => usize, within(1..=100_000); // 64, <= half the above
+        max_inflight_body_bytes: u64 => usize, within(1..=1 << 34); // 16 MiB, >= max_body
+        max_in_flight_per_caller: u64 => usize, within(1..=100_000); // half the workers
+        queue_timeout_ms: u64 => Duration = 10_000, millis;
+        max_header_bytes: u64 => usize = 16 * 1024, within(1..=1 << 20);
+        max_headers: u64 => usize = 64, within(1..=1024);
+        max_request_line_bytes: u64 => usize = 8 * 1024, within(1..=1 << 20);
+        max_body_bytes: u64 => usize = 4 << 20, within(1..=1 << 30);
+        header_timeout_ms: u64 => Duration = 10_000, millis;
+        body_timeout_ms: u64 => Duration = 30_000, millis;
+        idle_timeout_ms: u64 => Duration = 30_000, millis;
+        write_timeout_ms: u64 => Duration = 10_000, millis;
+        shutdown_timeout_ms: u64 => Duration = 10_000, millis;
+        inference_threads: u64 => usize, within(1..=256); // one per core
+        inference_queue: u64 => usize, within(1..=100_000); // max_connections
+    }
+    [models] {
+        dir: PathBuf => PathBuf, Ok;
+        default: String => String, Ok;
+        enabled: Vec<String> => Vec<String> = Vec::new(), Ok;
+    }
+    [auth] {
+        api_keys_file: PathBuf => PathBuf, Ok;
+        jwt_keys_dir: PathBuf => PathBuf, Ok;
+        issuer: String => String, Ok;
+        audience: String => String, Ok;
+        leeway_s: u64 => Duration = 60, seconds(0..=3600);
+        max_token_bytes: u64 => usize = 4096, within(1..=64 * 1024);
+        revocations_file: PathBuf => PathBuf, Ok;
+        signing_key: PathBuf => PathBuf, Ok;
+        clients_file: PathBuf => PathBuf, Ok;
+        token_ttl_s: u64 => Duration = 900, seconds(1..=86_400);
+        clock_policy: String => ClockPolicy = "refuse_tokens".into(),
+            one_of(&[("refuse_tokens", ClockPolicy::RefuseTokens),
+                     ("ignore", ClockPolicy::Ignore)]);
+    }
+    [rate_limit] {
+        enabled: bool => bool = true, Ok;
+        default: String => Rate = DEFAULT_RATE.into(), |text: String| Rate::parse(&text);
+        burst: u64 => NonZeroU32, nonzero_u32;
+        anonymous_per_ip: RawRate => Rate = "600/minute".into(), rate;
+        failed_auth_per_ip: RawRate => Rate = "10/minute".into(), rate;
+        token_per_ip: RawRate => Rate = "60/minute".into(), rate;
+        connections_per_ip: RawRate => Rate = "1200/minute".into(), rate;
+        max_tracked_keys: u64 => usize = 100_000, within(16..=10_000_000);
+        ipv6_prefix: u64 => u8 = 64, within(1..=128);
+        tokens_per_unit: u64 => u32 = 32, within(1..=65_536);
+        keys: BTreeMap<String, RawRate> => BTreeMap<String, Rate> = BTreeMap::new(), rates;
+        clients: BTreeMap<String, RawRate> => BTreeMap<String, Rate> = BTreeMap::new(), rates;
+        scopes: BTreeMap<String, RawRate> => BTreeMap<String, Rate> = BTreeMap::new(), rates;
+    }
+    [cors] {
+        allowed_origins: Vec<String> => Vec<String> = Vec::new(), origins;
+        allow_credentials: bool => bool = false, Ok;
+        allowed_methods: Vec<String> => Vec<String> = vec!["GET".into(), "POST".into()],
+            |list| tokens(list, str::to_ascii_uppercase, "a method");
+        allowed_headers: Vec<String> => Vec<String> = vec![
+            "authorization".into(),
+            "content-type".into(),
+            "x-api-key".into(),
+            "inference-header-content-length".into(),
+        ], |list| tokens(list, str::to_ascii_lowercase, "a header name");
+        max_age_s: u64 => Duration = 600, seconds(0..=86_400);
+    }
+    [log] {
+        level: String => LevelFilter = "info".into(), level;
+        access: bool => bool = true, Ok;
+        audit: bool => bool = true, Ok;
+        refusal_lines_per_s: u64 => u32 = 20, within(0..=100_000);
+    }
+}
+
+/// How an environment variable's text becomes a key's TOML value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// Comma-separated.
+    List,
+    /// A table of entries, which has no environment form.
+    Table,
+}
+
+/// The TOML types keys are declared with.
+trait EnvValue {
+    const KIND: Kind;
+}
+
+macro_rules! env_value {
+    ($($t:ty => $kind:ident),*) => {
+        $(impl EnvValue for $t {
+            const KIND: Kind = Kind::$kind;
+        })*
+    };
+}
+
+env_value!(String => Str, PathBuf => Str, RawRate => Str, u64 => Int, bool => Bool,
+    Vec<String> => List);
+
+impl<V> EnvValue for BTreeMap<String, V> {
+    const KIND: Kind = Kind::Table;
+}
+
+/// Pins a key's `parse` to `String` errors (so that a bare `Ok` will do).
+fn parse_with<R, T>(parse: impl FnOnce(R) -> Result<T, String>, value: R) -> Result<T, String> {
+    parse(value)
+}
+
+fn within<T: TryFrom<u64>>(range: RangeInclusive<u64>) -> impl Fn(u64) -> Result<T, String> {
+    move |n| {
+        if !range.contains(&n) {
+            return Err(format!("{n} must be {}..={}", range.start(), range.end()));
+        }
+        T::try_from(n).map_err(|_| format!("{n} is too large for this machine"))
+    }
+}
+
+fn millis(n: u64) -> Result<Duration, String> {
+    within(1..=86_400_000)(n).map(Duration::from_millis)
+}
+
+fn seconds(range: RangeInclusive<u64>) -> impl Fn(u64) -> Result<Duration, String> {
+    let within = within(range);
+    move |n| within(n).map(Duration::from_secs)
+}
+
+fn nonzero_u32(n: u64) -> Result<NonZeroU32, String> {
+    u32::try_from(n)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| format!("{n} must be 1..={}", u32::MAX))
+}
+
+/// A choice among names (case-insensitive).
+fn one_of<T: Copy>(choices: &[(&str, T)]) -> impl Fn(String) -> Result<T, String> {
+    move |text| {
+        let lower = text.to_ascii_lowercase();
+        match choices.iter().find(|(name, _)| *name == lower) {
+            Some(&(_, value)) => Ok(value),
+            None => {
+                let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+                Err(format!("{text:?} must be {}", names.join(" or ")))
+            }
+        }
+    }
+}
+
+fn address(text: String) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address:port"))
+}
+
+fn level(text: String) -> Result<LevelFilter, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not off/error/warn/info/debug/trace"))
+}
+
+/// `"10.0.0.1"` or `"10.0.0.0/8"` (IPv4 or IPv6).
+fn networks(list: Vec<String>) -> Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|text| {
+            let text = text.trim();
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{text:?} is not an address or network"))
+        })
+        .collect()
+}
+
+/// `"10/minute"`, or `{ rate = "10/minute", burst = 20 }`.
+#[cfg_attr(test, derive(Debug, PartialEq))]
+enum RawRate {
+    Short(String),
+    Full(RateTable),
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+#[serde(deny_unknown_fields)]
+struct RateTable {
+    rate: String,
+    burst: Option<u64>,
+}
+
+impl From<&str> for RawRate {
+    fn from(text: &str) -> RawRate {
+        RawRate::Short(text.to_owned())
+    }
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose one error ("did not match any variant")
+/// would hide which key of an inline table is unknown.
+impl<'de> Deserialize<'de> for RawRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawRate, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(text) => Ok(RawRate::Short(text)),
+            table @ toml::Value::Table(_) => RateTable::deserialize(table)
+                .map(RawRate::Full)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "{other} is not a rate like \"10/minute\" or {{ rate = \"10/minute\", burst = 20 }}"
+            ))),
+        }
+    }
+}
+
+fn rate(raw: RawRate) -> Result<Rate, String> {
+    match raw {
+        RawRate::Short(text) => Rate::parse(&text),
+        RawRate::Full(RateTable { rate, burst }) => {
+            let parsed = Rate::parse(&rate)?;
+            burst.map_or(Ok(parsed), |b| parsed.with_burst(b))
+        }
+    }
+}
+
+/// `[rate_limit.keys]` and the like: a rate per name.
+fn rates(table: BTreeMap<String, RawRate>) -> Result<BTreeMap<String, Rate>, String> {
+    table
+        .into_iter()
+        .map(|(name, raw)| match rate(raw) {
+            Ok(rate) => Ok((name, rate)),
+            Err(m) => Err(format!("{name}: {m}")),
+        })
+        .collect()
+}
+
+/// Exact origins, lower-case, or `"*"` alone.
+fn origins(list: Vec<String>) -> Result<Vec<String>, String> {
+    let origins: Vec<String> = list.iter().map(|o| o.trim().to_ascii_lowercase()).collect();
+    if let Some(bad) = origins.iter().find(|o| *o != "*" && !is_origin(o)) {
+        return Err(format!(
+            "{bad:?} is not an exact origin like \"https://app.example:8443\" \
+             (scheme and host, optional port, no path, no wildcard, not \"null\")"
+        ));
+    }
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return Err("\"*\" cannot be combined with other origins".into());
+    }
+    Ok(origins)
+}
+
+/// HTTP tokens (RFC 9110 §5.6.2) in one case, for the CORS allow lists; `*` refused.
+fn tokens(list: Vec<String>, case: fn(&str) -> String, what: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = list.iter().map(|t| case(t.trim())).collect();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match list.iter().find(|t| !token(t) || t.as_str() == "*") {
+        Some(bad) => Err(format!("{bad:?} is not {what}")),
+        None => Ok(list),
+    }
+}
+
+/// `[tls]`: the keys that only make sense together (cert and key, the client CA and what
+/// goes with it).
+fn tls_config(
+    k: tls::Keys,
+    resolve: impl Fn(PathBuf) -> PathBuf,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+    if k.client_ca.is_none() && k.client_crl.is_some() {
+        return invalid("tls.client_crl needs tls.client_ca");
+    }
+    let client = match (k.client_ca, k.client_auth) {
+        (None, None) => None,
+        (Some(ca), required) => Some(ClientAuthConfig {
+            ca: resolve(ca),
+            required: required.unwrap_or(false),
+            scopes: k.client_scopes,
+            crl: k.client_crl.map(&resolve),
+        }),
+        (None, Some(_)) => return invalid("tls.client_auth needs tls.client_ca"),
+    };
+    match (k.enabled, k.cert, k.key) {
+        (false, _, _) if client.is_some() => invalid("tls.client_ca needs TLS on"),
+        (false, _, _) => Ok(None),
+        (true, Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            cert: resolve(cert),
+            key: resolve(key),
+            client,
+        })),
+        (true, _, _) => {
+            invalid("[tls] needs cert and key (plain HTTP only with an explicit `enabled = false`)")
+        }
+    }
+}
+
+/// `[limits]`: defaults that follow other keys, and the body budgets' order.
+fn limits_config(k: limits::Keys) -> Result<Limits, ConfigError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let inference_threads = k.inference_threads.unwrap_or(cores);
+    let max_connections = k.max_connections;
+    let limits = Limits {
+        max_connections,
+        // Below the global cap by default, so that one address can never hold every slot
+        // with connections that cannot be evicted (busy with a request); above it means no
+        // cap of its own.
+        max_connections_per_ip: k
+            .max_connections_per_ip
+            .unwrap_or(64.min((max_connections / 2).max(1)))
+            .min(max_connections),
+        max_inflight_body_bytes: k
+            .max_inflight_body_bytes
+            .unwrap_or((16 << 20).max(k.max_body_bytes)),
+        // Half the workers: a free worker goes to a caller below it first, so another
+        // caller waits for at most one job of each; alone, a caller uses every worker.
+        max_in_flight_per_caller: k
+            .max_in_flight_per_caller
+            .unwrap_or((inference_threads / 2).max(1)),
+        queue_timeout: k.queue_timeout_ms,
+        max_header_bytes: k.max_header_bytes,
+        max_headers: k.max_headers,
+        max_request_line_bytes: k.max_request_line_bytes,
+        max_body_bytes: k.max_body_bytes,
+        header_timeout: k.header_timeout_ms,
+        body_timeout: k.body_timeout_ms,
+        idle_timeout: k.idle_timeout_ms,
+        write_timeout: k.write_timeout_ms,
+        shutdown_timeout: k.shutdown_timeout_ms,
+        inference_threads,
         // By default every connection may have a request waiting: requests are refused by
         // the time they would wait (queue_timeout_ms), not by the depth of the queue, whose
         // memory is the bodies' (within max_inflight_body_bytes).
-        let inference_queue = count(
-            l.inference_queue,
-            max_connections,
-            "inference_queue",
-            100_000,
-        )?;
-        let max_body_bytes = count(l.max_body_bytes, 4 << 20, "max_body_bytes", 1 << 30)?;
-        let limits = Limits {
-            max_connections,
-            // Below the global cap by default, so that one address can never hold every
-            // slot with connections that cannot be evicted (busy with a request); above it
-            // means no cap of its own.
-            max_connections_per_ip: count(
-                l.max_connections_per_ip,
-                64.min((max_connections / 2).max(1)),
-                "max_connections_per_ip",
-                100_000,
-            )?
-            .min(max_connections),
-            max_inflight_body_bytes: count(
-                l.max_inflight_body_bytes,
-                (16 << 20).max(max_body_bytes),
-                "max_inflight_body_bytes",
-                1 << 34,
-            )?,
-            // Half the workers: a free worker goes to a caller below it first, so another
-            // caller waits for at most one job of each; alone, a caller uses every worker.
-            max_in_flight_per_caller: count(
-                l.max_in_flight_per_caller,
-                (inference_threads / 2).max(1),
-                "max_in_flight_per_caller",
-                100_000,
-            )?,
-            queue_timeout: ms(l.queue_timeout_ms, 10_000, "queue_timeout_ms")?,
-            max_header_bytes: count(l.max_header_bytes, 16 * 1024, "max_header_bytes", 1 << 20)?,
-            max_headers: count(l.max_headers, 64, "max_headers", 1024)?,
-            max_request_line_bytes: count(
-                l.max_request_line_bytes,
-                8 * 1024,
-                "max_request_line_bytes",
-                1 << 20,
-            )?,
-            max_body_bytes,
-            header_timeout: ms(l.header_timeout_ms, 10_000, "header_timeout_ms")?,
-            body_timeout: ms(l.body_timeout_ms, 30_000, "body_timeout_ms")?,
-            idle_timeout: ms(l.idle_timeout_ms, 30_000, "idle_timeout_ms")?,
-            write_timeout: ms(l.write_timeout_ms, 10_000, "write_timeout_ms")?,
-            shutdown_timeout: ms(l.shutdown_timeout_ms, 10_000, "shutdown_timeout_ms")?,
-            inference_threads,
-            inference_queue,
-        };
-        if limits.max_inflight_body_bytes < limits.max_body_bytes {
-            return Err(invalid(format!(
-                "limits.max_inflight_body_bytes = {} must be at least max_body_bytes = {}",
-                limits.max_inflight_body_bytes, limits.max_body_bytes
-            )));
-        }
-        let models = ModelsConfig {
-            dir: resolve(
-                raw.models
-                    .dir
-                    .ok_or_else(|| invalid("[models] dir is required".into()))?,
-            ),
-            default: raw.models.default,
-            enabled: raw.models.enabled,
-        };
-        let a = raw.auth;
-        let leeway_s = a.leeway_s.unwrap_or(60);
-        if leeway_s > 3600 {
-            return Err(invalid(format!(
-                "auth.leeway_s = {leeway_s} must be at most 3600"
-            )));
-        }
-        let tokens = match a.jwt_keys_dir {
-            Some(dir) => Some(TokensConfig {
-                keys_dir: resolve(dir),
-                issuer: a.issuer.clone(),
-                audience: a.audience.clone(),
-                leeway: Duration::from_secs(leeway_s),
-                max_token_bytes: count(a.max_token_bytes, 4096, "max_token_bytes", 64 * 1024)?,
-                revocations_file: a.revocations_file.map(resolve),
-            }),
-            None if a.revocations_file.is_some() => {
-                return Err(invalid(
-                    "auth.revocations_file needs auth.jwt_keys_dir".into(),
-                ));
-            }
-            None => None,
-        };
-        let ttl_s = a.token_ttl_s.unwrap_or(900);
-        if !(1..=86_400).contains(&ttl_s) {
-            return Err(invalid(format!(
-                "auth.token_ttl_s = {ttl_s} must be 1..=86400"
-            )));
-        }
-        let issuing = match (a.signing_key, a.clients_file) {
-            (Some(key), Some(clients)) => Some(IssuingConfig {
-                signing_key: resolve(key),
-                clients_file: resolve(clients),
-                ttl: Duration::from_secs(ttl_s),
-                issuer: a.issuer,
-                audience: a.audience,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(invalid(
-                    "auth.signing_key and auth.clients_file go together (POST /token)".into(),
-                ));
-            }
-        };
-        let clock_policy = match a.clock_policy.as_deref().unwrap_or("refuse_tokens") {
-            "refuse_tokens" => ClockPolicy::RefuseTokens,
-            "ignore" => ClockPolicy::Ignore,
-            other => {
-                return Err(invalid(format!(
-                    "auth.clock_policy {other:?} must be \"refuse_tokens\" or \"ignore\""
-                )));
-            }
-        };
-        let auth = AuthConfig {
-            api_keys_file: resolve(a.api_keys_file.ok_or_else(|| {
-                invalid("[auth] api_keys_file is required: inferd is never open".into())
-            })?),
-            tokens,
-            issuing,
-            clock_policy,
-        };
-        let level_text = raw.log.level.unwrap_or_else(|| "info".into());
-        let log = LogConfig {
-            level: level_text.parse().map_err(|_| {
-                invalid(format!(
-                    "log.level {level_text:?} is not off/error/warn/info/debug/trace"
-                ))
-            })?,
-            access: raw.log.access.unwrap_or(true),
-            audit: raw.log.audit.unwrap_or(true),
-            refusal_lines_per_s: match raw.log.refusal_lines_per_s.unwrap_or(20) {
-                n if n <= 100_000 => n as u32,
-                n => {
-                    return Err(invalid(format!(
-                        "log.refusal_lines_per_s = {n} must be at most 100000"
-                    )));
-                }
-            },
-        };
-        let trusted_proxy_header = match raw
-            .trusted_proxy_header
-            .as_deref()
-            .unwrap_or("x-forwarded-for")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "x-forwarded-for" => ProxyHeader::XForwardedFor,
-            "forwarded" => ProxyHeader::Forwarded,
-            other => {
-                return Err(invalid(format!(
-                    "trusted_proxy_header {other:?} must be \"x-forwarded-for\" or \"forwarded\""
-                )));
-            }
-        };
-        Ok(Config {
-            listen,
-            state_dir: raw.state_dir.map_or_else(|| base.to_path_buf(), resolve),
-            trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
-            trusted_proxy_header,
-            tls,
-            limits,
-            models,
-            auth,
-            rate_limit: rate_limit(raw.rate_limit)?,
-            cors: cors(raw.cors)?,
-            log,
-        })
+        inference_queue: k.inference_queue.unwrap_or(max_connections),
+    };
+    if limits.max_inflight_body_bytes < limits.max_body_bytes {
+        return Err(ConfigError::Invalid(format!(
+            "limits.max_inflight_body_bytes = {} must be at least max_body_bytes = {}",
+            limits.max_inflight_body_bytes, limits.max_body_bytes
+        )));
     }
+    Ok(limits)
+}
+
+/// `[auth]`: token verification and issuing, each on when its keys are set.
+fn auth_config(
+    k: auth::Keys,
+    resolve: impl Fn(PathBuf) -> PathBuf,
+) -> Result<AuthConfig, ConfigError> {
+    let invalid = |m: &str| ConfigError::Invalid(m.into());
+    let tokens = match k.jwt_keys_dir {
+        Some(dir) => Some(TokensConfig {
+            keys_dir: resolve(dir),
+            issuer: k.issuer.clone(),
+            audience: k.audience.clone(),
+            leeway: k.leeway_s,
+            max_token_bytes: k.max_token_bytes,
+            revocations_file: k.revocations_file.map(&resolve),
+        }),
+        None if k.revocations_file.is_some() => {
+            return Err(invalid("auth.revocations_file needs auth.jwt_keys_dir"));
+        }
+        None => None,
+    };
+    let issuing = match (k.signing_key, k.clients_file) {
+        (Some(key), Some(clients)) => Some(IssuingConfig {
+            signing_key: resolve(key),
+            clients_file: resolve(clients),
+            ttl: k.token_ttl_s,
+            issuer: k.issuer,
+            audience: k.audience,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "auth.signing_key and auth.clients_file go together (POST /token)",
+            ));
+        }
+    };
+    let api_keys_file = k
+        .api_keys_file
+        .ok_or_else(|| invalid("[auth] api_keys_file is required: inferd is never open"))?;
+    Ok(AuthConfig {
+        api_keys_file: resolve(api_keys_file),
+        tokens,
+        issuing,
+        clock_policy: k.clock_policy,
+    })
+}
+
+/// `[rate_limit]`: `burst` applies to `default`.
+fn rate_limit_config(k: rate_limit::Keys) -> RateLimitConfig {
+    RateLimitConfig {
+        enabled: k.enabled,
+        default: match k.burst {
+            Some(burst) => Rate { burst, ..k.default },
+            None => k.default,
+        },
+        keys: k.keys,
+        clients: k.clients,
+        scopes: k.scopes,
+        anonymous_per_ip: k.anonymous_per_ip,
+        failed_auth_per_ip: k.failed_auth_per_ip,
+        token_per_ip: k.token_per_ip,
+        connections_per_ip: k.connections_per_ip,
+        max_tracked_keys: k.max_tracked_keys,
+        ipv6_prefix: k.ipv6_prefix,
+        tokens_per_unit: k.tokens_per_unit,
+    }
+}
+
+/// `[cors]`: any origin never with credentials.
+fn cors_config(k: cors::Keys) -> Result<CorsConfig, ConfigError> {
+    if k.allow_credentials && k.allowed_origins.iter().any(|o| o == "*") {
+        return Err(ConfigError::Invalid(
+            "cors.allowed_origins: \"*\" with allow_credentials = true is refused: browsers \
+             would send credentials to any site's requests"
+                .into(),
+        ));
+    }
+    Ok(CorsConfig {
+        allowed_origins: k.allowed_origins,
+        allow_credentials: k.allow_credentials,
+        allowed_methods: k.allowed_methods,
+        allowed_headers: k.allowed_headers,
+        max_age: k.max_age_s,
+    })
 }
 
 /// A TOML error as one line (the `toml` crate's own text spans several lines with a
@@ -852,155 +967,10 @@ pub(crate) fn toml_reason(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// `"10.0.0.1"` or `"10.0.0.0/8"` (IPv4 or IPv6).
-fn trusted_proxies(raw: &[String]) -> Result<Vec<IpNet>, ConfigError> {
-    raw.iter()
-        .map(|text| {
-            let text = text.trim();
-            text.parse::<IpNet>()
-                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "trusted_proxies: {text:?} is not an address or network"
-                    ))
-                })
-        })
-        .collect()
-}
-
-fn rate_limit(raw: RawRateLimit) -> Result<RateLimitConfig, ConfigError> {
-    let invalid = |key: &str, m: String| ConfigError::Invalid(format!("rate_limit.{key}: {m}"));
-    let one = |key: &str, raw: Option<RawRate>, default: &str| -> Result<Rate, ConfigError> {
-        let (text, burst) = match raw {
-            None => (default.to_owned(), None),
-            Some(RawRate::Short(text)) => (text, None),
-            Some(RawRate::Full { rate, burst }) => (rate, burst),
-        };
-        let rate = Rate::parse(&text).map_err(|m| invalid(key, m))?;
-        match burst {
-            None => Ok(rate),
-            Some(b) => rate.with_burst(b).map_err(|m| invalid(key, m)),
-        }
-    };
-    let table = |name: &str, raw: BTreeMap<String, RawRate>| {
-        raw.into_iter()
-            .map(|(k, v)| Ok((k.clone(), one(&format!("{name}.{k}"), Some(v), "")?)))
-            .collect::<Result<BTreeMap<_, _>, ConfigError>>()
-    };
-    let default = one("default", raw.default.map(RawRate::Short), DEFAULT_RATE)?;
-    let default = match raw.burst {
-        Some(b) => default.with_burst(b).map_err(|m| invalid("burst", m))?,
-        None => default,
-    };
-    let max_tracked_keys = raw.max_tracked_keys.unwrap_or(100_000);
-    if !(16..=10_000_000).contains(&max_tracked_keys) {
-        return Err(invalid(
-            "max_tracked_keys",
-            format!("{max_tracked_keys} must be 16..=10000000"),
-        ));
-    }
-    Ok(RateLimitConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        default,
-        keys: table("keys", raw.keys)?,
-        clients: table("clients", raw.clients)?,
-        scopes: table("scopes", raw.scopes)?,
-        anonymous_per_ip: one("anonymous_per_ip", raw.anonymous_per_ip, "600/minute")?,
-        failed_auth_per_ip: one("failed_auth_per_ip", raw.failed_auth_per_ip, "10/minute")?,
-        token_per_ip: one("token_per_ip", raw.token_per_ip, "60/minute")?,
-        connections_per_ip: one("connections_per_ip", raw.connections_per_ip, "1200/minute")?,
-        max_tracked_keys: max_tracked_keys as usize,
-        ipv6_prefix: match raw.ipv6_prefix.unwrap_or(64) {
-            n @ 1..=128 => n as u8,
-            n => return Err(invalid("ipv6_prefix", format!("{n} must be 1..=128"))),
-        },
-        tokens_per_unit: match raw.tokens_per_unit.unwrap_or(32) {
-            n @ 1..=65_536 => n as u32,
-            n => return Err(invalid("tokens_per_unit", format!("{n} must be 1..=65536"))),
-        },
-    })
-}
-
 /// Each principal's quota when nothing else is configured: generous enough for a client
 /// library's conformance run or a camera at 10 fps, small enough that one runaway client
 /// cannot hold the inference pool.
 pub const DEFAULT_RATE: &str = "600/minute";
-
-fn cors(raw: RawCors) -> Result<CorsConfig, ConfigError> {
-    let invalid = |m: String| ConfigError::Invalid(format!("cors.{m}"));
-    let allow_credentials = raw.allow_credentials.unwrap_or(false);
-    let mut origins = Vec::new();
-    for origin in raw.allowed_origins {
-        let origin = origin.trim().to_ascii_lowercase();
-        if origin == "*" {
-            if allow_credentials {
-                return Err(invalid(
-                    "allowed_origins: \"*\" with allow_credentials = true is refused: \
-                     browsers would send credentials to any site's requests"
-                        .into(),
-                ));
-            }
-        } else if !is_origin(&origin) {
-            return Err(invalid(format!(
-                "allowed_origins: {origin:?} is not an exact origin like \"https://app.example:8443\" \
-                 (scheme and host, optional port, no path, no wildcard, not \"null\")"
-            )));
-        }
-        origins.push(origin);
-    }
-    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
-        return Err(invalid(
-            "allowed_origins: \"*\" cannot be combined with other origins".into(),
-        ));
-    }
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    let methods: Vec<String> = raw
-        .allowed_methods
-        .unwrap_or_else(|| vec!["GET".into(), "POST".into()])
-        .iter()
-        .map(|m| m.trim().to_ascii_uppercase())
-        .collect();
-    if let Some(bad) = methods.iter().find(|m| !token(m) || m.as_str() == "*") {
-        return Err(invalid(format!("allowed_methods: {bad:?} is not a method")));
-    }
-    let headers: Vec<String> = raw
-        .allowed_headers
-        .unwrap_or_else(|| {
-            [
-                "authorization",
-                "content-type",
-                "x-api-key",
-                "inference-header-content-length",
-            ]
-            .map(String::from)
-            .to_vec()
-        })
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
-    if let Some(bad) = headers.iter().find(|h| !token(h) || h.as_str() == "*") {
-        return Err(invalid(format!(
-            "allowed_headers: {bad:?} is not a header name"
-        )));
-    }
-    let max_age_s = raw.max_age_s.unwrap_or(600);
-    if max_age_s > 86_400 {
-        return Err(invalid(format!(
-            "max_age_s = {max_age_s} must be at most 86400"
-        )));
-    }
-    Ok(CorsConfig {
-        allowed_origins: origins,
-        allow_credentials,
-        allowed_methods: methods,
-        allowed_headers: headers,
-        max_age: Duration::from_secs(max_age_s),
-    })
-}
 
 /// `scheme://host[:port]` as browsers serialise an origin (RFC 6454 §6.1), lower-case.
 fn is_origin(text: &str) -> bool {
@@ -1330,5 +1300,74 @@ api_keys_file = "keys.toml"
             .is_err()
         );
         assert!(parse(&format!("{MINIMAL}\n[log]\nlevel = \"loud\"\n"), &[]).is_err());
+        let e = parse(MINIMAL, &[("INFERD_LIMITS_HEADER_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("limits.header_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_inline_rate_tables_are_named() {
+        for key in ["[rate_limit.keys]\ncam", "[rate_limit]\nanonymous_per_ip"] {
+            let text = format!("{MINIMAL}\n{key} = {{ rate = \"50/second\", brust = 100 }}\n");
+            let e = parse(&text, &[]).unwrap_err();
+            assert!(e.to_string().contains("brust"), "{e}");
+        }
+        let e = parse(&format!("{MINIMAL}\n[rate_limit]\ntoken_per_ip = 3\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("rate_limit.token_per_ip"), "{e}");
+    }
+
+    #[test]
+    fn every_key_round_trips_through_its_env_var() {
+        let raw = |text: &str, env: &[(String, &str)]| {
+            super::raw(text, "test.toml", |name| {
+                env.iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap()
+        };
+        let defaults = raw("", &[]);
+        let mut names = Vec::new();
+        for &(section, key, kind) in KEYS {
+            let values: &[(&str, &str)] = match kind {
+                Kind::Str => &[("x", "\"x\"")],
+                Kind::Int => &[("7", "7")],
+                Kind::Bool => &[("true", "true"), ("false", "false")],
+                Kind::List => &[(" a, b,", "[\"a\", \"b\"]")],
+                Kind::Table => continue,
+            };
+            let header = match section {
+                "" => String::new(),
+                section => format!("[{section}]\n"),
+            };
+            let name = env_name(section, key);
+            let mut changed = false;
+            for (env_value, toml_value) in values {
+                let from_env = raw("", &[(name.clone(), env_value)]);
+                let from_file = raw(&format!("{header}{key} = {toml_value}\n"), &[]);
+                assert_eq!(from_env, from_file, "{name}");
+                changed |= from_env != defaults;
+            }
+            assert!(changed, "{name} changes nothing");
+            names.push(name);
+        }
+        assert_eq!(names.len(), 60);
+        assert!(Config::unknown_env_vars(names.into_iter()).is_empty());
+        assert_eq!(
+            Config::unknown_env_vars(["INFERD_RATE_LIMIT_KEYS".to_string()].into_iter()),
+            vec!["INFERD_RATE_LIMIT_KEYS"]
+        );
+    }
+
+    #[test]
+    fn equality_sees_a_changed_key() {
+        let before = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(before, parse(MINIMAL, &[]).unwrap());
+        let slower = parse(MINIMAL, &[("INFERD_LIMITS_IDLE_TIMEOUT_MS", "5000")]).unwrap();
+        assert_ne!(before.limits, slower.limits);
+        assert_eq!(before.log, slower.log);
+        let quiet = parse(MINIMAL, &[("INFERD_LOG_ACCESS", "false")]).unwrap();
+        assert_ne!(before.log, quiet.log);
+        assert_eq!(before.limits, quiet.limits);
+        assert_ne!(before, quiet);
     }
 }

@@ -219,15 +219,9 @@ impl Appliance {
         for (what, changed) in [
             ("listen", in_force.listen != config.listen),
             ("tls on/off", in_force.tls.is_some() != config.tls.is_some()),
-            (
-                "[limits]",
-                format!("{:?}", in_force.limits) != format!("{:?}", config.limits),
-            ),
+            ("[limits]", in_force.limits != config.limits),
             ("state_dir", in_force.state_dir != config.state_dir),
-            (
-                "[log]",
-                format!("{:?}", in_force.log) != format!("{:?}", config.log),
-            ),
+            ("[log]", in_force.log != config.log),
         ] {
             if changed {
                 log::warn!("reload: {what} changed; it takes effect at the next restart");
