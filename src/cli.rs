@@ -174,32 +174,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             models,
             json,
         } => {
-            init_logging(log::LevelFilter::Warn);
-            let p = provision::init(
-                &dir,
-                &InitOptions {
-                    listen,
-                    names,
-                    models_dir: models,
-                },
-            )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
-            } else {
-                println!("state folder ready: {}", dir.display());
-                println!("config:    {}", p.config.display());
-                println!("CA cert:   {}", p.ca_cert.display());
-                println!("token kid: {}", p.token_key_id);
-                println!(
-                    "audience:  {} (tokens must carry it: inferd token --aud)",
-                    p.audience
-                );
-                println!(
-                    "admin API key (shown once, stored only as a hash):\n  {}",
-                    p.api_key
-                );
-            }
-            Ok(())
+            let options = InitOptions {
+                listen,
+                names,
+                models_dir: models,
+            };
+            init(&dir, &options, json)
         }
         Command::Serve { config: path } => serve(&path, &load_config(&path)?),
         Command::Check { config } => check(&load_config(&config)?),
@@ -208,29 +188,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             models,
             listen,
         } => demo(&dir, &models, &listen),
-        Command::Keygen { out } => {
-            let (private_pem, public_pem, kid) = provision::token_keypair()?;
-            std::fs::create_dir_all(&out).map_err(|e| ProvisionError::Write {
-                path: out.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            provision::write_atomic(
-                &out.join(format!("{kid}.key.pem")),
-                private_pem.as_bytes(),
-                0o600,
-            )?;
-            provision::write_atomic(
-                &out.join(format!("{kid}.pem")),
-                public_pem.as_bytes(),
-                0o644,
-            )?;
-            println!(
-                "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
-                out.join(format!("{kid}.key.pem")).display(),
-                out.join(format!("{kid}.pem")).display()
-            );
-            Ok(())
-        }
+        Command::Keygen { out } => keygen(&out),
         Command::Token {
             key,
             sub,
@@ -240,11 +198,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             iss,
             jti,
         } => {
-            let signer = crate::auth::jwt::TokenSigner::load(&key)?;
-            let jti = match jti {
-                Some(jti) => jti,
-                None => crate::auth::jwt::random_jti()?,
-            };
             let claims = crate::auth::jwt::Claims {
                 client_id: None,
                 sub,
@@ -252,38 +205,95 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 ttl,
                 issuer: iss,
                 audience: aud,
-                jti: Some(jti),
+                jti,
             };
-            println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
-            Ok(())
+            token(&key, claims)
         }
         Command::Client {
             command: ClientCommand::New { id, scopes },
-        } => {
-            let (secret, entry) = crate::auth::client::generate(&id, scopes)
-                .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-            let file = crate::auth::client::ClientsFile {
-                client: vec![entry],
-            };
-            println!(
-                "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
-                toml::to_string(&file).unwrap_or_default()
-            );
-            Ok(())
-        }
+        } => client_new(&id, scopes),
         Command::Apikey {
             command: ApikeyCommand::New { id, scopes },
-        } => {
-            let (key, entry) = api_key::generate(&id, scopes)
-                .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-            let file = api_key::KeysFile { key: vec![entry] };
-            println!(
-                "key (shown once): {key}\n\n# add to the keys file:\n{}",
-                toml::to_string(&file).unwrap_or_default()
-            );
-            Ok(())
-        }
+        } => apikey_new(&id, scopes),
     }
+}
+
+/// `inferd init`: a new state folder, and what a client needs from it.
+fn init(dir: &Path, options: &InitOptions, json: bool) -> Result<(), CliError> {
+    init_logging(log::LevelFilter::Warn);
+    let p = provision::init(dir, options)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+        return Ok(());
+    }
+    println!("state folder ready: {}", dir.display());
+    println!("config:    {}", p.config.display());
+    println!("CA cert:   {}", p.ca_cert.display());
+    println!("token kid: {}", p.token_key_id);
+    println!(
+        "audience:  {} (tokens must carry it: inferd token --aud)",
+        p.audience
+    );
+    println!(
+        "admin API key (shown once, stored only as a hash):\n  {}",
+        p.api_key
+    );
+    Ok(())
+}
+
+/// `inferd keygen`: an Ed25519 token key pair, named by its kid.
+fn keygen(out: &Path) -> Result<(), CliError> {
+    let (private_pem, public_pem, kid) = provision::token_keypair()?;
+    std::fs::create_dir_all(out).map_err(|e| ProvisionError::Write {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let private = out.join(format!("{kid}.key.pem"));
+    let public = out.join(format!("{kid}.pem"));
+    provision::write_atomic(&private, private_pem.as_bytes(), 0o600)?;
+    provision::write_atomic(&public, public_pem.as_bytes(), 0o644)?;
+    println!(
+        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
+        private.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+/// `inferd token`: signs a token offline (a random jti unless one is given).
+fn token(key: &Path, mut claims: crate::auth::jwt::Claims) -> Result<(), CliError> {
+    let signer = crate::auth::jwt::TokenSigner::load(key)?;
+    if claims.jti.is_none() {
+        claims.jti = Some(crate::auth::jwt::random_jti()?);
+    }
+    println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
+    Ok(())
+}
+
+/// `inferd client new`: a client id and secret for `POST /token`.
+fn client_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
+    let (secret, entry) = crate::auth::client::generate(id, scopes)
+        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
+    let file = crate::auth::client::ClientsFile {
+        client: vec![entry],
+    };
+    println!(
+        "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
+        toml::to_string(&file).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `inferd apikey new`: an API key and the entry (its hash) for the keys file.
+fn apikey_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
+    let (key, entry) = api_key::generate(id, scopes)
+        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
+    let file = api_key::KeysFile { key: vec![entry] };
+    println!(
+        "key (shown once): {key}\n\n# add to the keys file:\n{}",
+        toml::to_string(&file).unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn load_config(path: &Path) -> Result<Config, CliError> {

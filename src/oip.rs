@@ -230,15 +230,7 @@ pub fn decode(
         }
         None => (body, &[][..]),
     };
-    let raw: RawRequest = serde_json::from_slice(json).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ModelError::input("invalid_request", format!("inference request: {e}"))
-        }
-        _ => ModelError::invalid(
-            "malformed_json",
-            format!("malformed inference request: {e}"),
-        ),
-    })?;
+    let raw: RawRequest = serde_json::from_slice(json).map_err(json_error)?;
     let mut inputs = Vec::with_capacity(raw.inputs.0.len());
     for input in raw.inputs.0 {
         inputs.push(decode_input(input, &mut binary, model)?);
@@ -258,6 +250,19 @@ pub fn decode(
             .map(|o| (o.name, o.parameters.binary_data))
             .collect(),
     })
+}
+
+/// A JSON header that is not JSON (400), or not an inference request (422).
+fn json_error(e: serde_json::Error) -> ModelError {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            ModelError::input("invalid_request", format!("inference request: {e}"))
+        }
+        _ => ModelError::invalid(
+            "malformed_json",
+            format!("malformed inference request: {e}"),
+        ),
+    }
 }
 
 /// One input: its datatype and shape checked against the model, then its data, from the

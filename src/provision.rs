@@ -171,17 +171,40 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
     write_atomic(&dir.join("tls/ca.pem"), ca_pem.as_bytes(), 0o644)?;
     write_atomic(&dir.join("tls/cert.pem"), chain_pem.as_bytes(), 0o644)?;
     write_atomic(&dir.join("tls/key.pem"), key_pem.as_bytes(), 0o600)?;
+    let kid = write_token_keys(dir)?;
+    let api_key = write_auth_files(dir)?;
+    let models =
+        std::path::absolute(&opts.models_dir).map_err(|e| write_err(&opts.models_dir, e))?;
+    let toml_string = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let config = CONFIG_TEMPLATE
+        .replace("{listen}", &toml_string(&opts.listen))
+        .replace("{models}", &toml_string(&models.display().to_string()))
+        .replace("{audience}", &toml_string(&audience));
+    let config_path = dir.join("inferd.toml");
+    write_atomic(&config_path, config.as_bytes(), 0o640)?;
+    Ok(Provisioned {
+        config: config_path,
+        api_key,
+        ca_cert: dir.join("tls/ca.pem"),
+        token_private_key: dir.join("token/signing-key.pem"),
+        token_key_id: kid,
+        audience,
+    })
+}
+
+/// The token signing key and its public half among the trusted keys; returns its kid.
+fn write_token_keys(dir: &Path) -> Result<String, ProvisionError> {
     let (private_pem, public_pem, kid) = token_keypair()?;
-    write_atomic(
-        &dir.join("token/signing-key.pem"),
-        private_pem.as_bytes(),
-        0o600,
-    )?;
-    write_atomic(
-        &dir.join(format!("token/trusted/{kid}.pem")),
-        public_pem.as_bytes(),
-        0o644,
-    )?;
+    let private = dir.join("token/signing-key.pem");
+    write_atomic(&private, private_pem.as_bytes(), 0o600)?;
+    let public = dir.join(format!("token/trusted/{kid}.pem"));
+    write_atomic(&public, public_pem.as_bytes(), 0o644)?;
+    Ok(kid)
+}
+
+/// The keys file with one admin key (returned, shown once), an empty clients file and an
+/// empty revocation list.
+fn write_auth_files(dir: &Path) -> Result<String, ProvisionError> {
     let (api_key, entry) = api_key::generate("admin", vec!["admin".into()]).map_err(crypto)?;
     write_keys(&dir.join("api_keys.toml"), &KeysFile { key: vec![entry] })?;
     write_atomic(
@@ -194,10 +217,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
         b"# Revoked tokens: jti = [\"...\"] and/or sub = [\"...\"]. Picked up without a restart.\njti = []\nsub = []\n",
         0o644,
     )?;
-    let models =
-        std::path::absolute(&opts.models_dir).map_err(|e| write_err(&opts.models_dir, e))?;
-    let config = format!(
-        r#"# inferd configuration, written by `inferd init`. Paths are relative to this file.
+    Ok(api_key)
+}
+
+/// The config `inferd init` writes; `{listen}`, `{models}` and `{audience}` become TOML
+/// strings.
+const CONFIG_TEMPLATE: &str = r#"# inferd configuration, written by `inferd init`. Paths are relative to this file.
 listen = {listen}
 
 [tls]
@@ -233,29 +258,14 @@ failed_auth_per_ip = "10/minute"  # bad or missing credentials; beyond it 429 be
 anonymous_per_ip = "600/minute"   # open routes (health, metadata, JWKS) and CORS preflights
 token_per_ip = "60/minute"        # POST /token
 # [rate_limit.keys]               # overrides by caller; also [rate_limit.scopes], [rate_limit.clients]
-# "camera-1" = {{ rate = "50/second", burst = 100 }}
+# "camera-1" = { rate = "50/second", burst = 100 }
 
 [cors]
 allowed_origins = []              # exact browser origins, e.g. ["https://dashboard.local:8443"]
 
 [log]
 level = "info"
-"#,
-        listen = toml::Value::String(opts.listen.clone()),
-        models = toml::Value::String(models.display().to_string()),
-        audience = toml::Value::String(audience.clone()),
-    );
-    let config_path = dir.join("inferd.toml");
-    write_atomic(&config_path, config.as_bytes(), 0o640)?;
-    Ok(Provisioned {
-        config: config_path,
-        api_key,
-        ca_cert: dir.join("tls/ca.pem"),
-        token_private_key: dir.join("token/signing-key.pem"),
-        token_key_id: kid,
-        audience,
-    })
-}
+"#;
 
 #[cfg(test)]
 mod tests {

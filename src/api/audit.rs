@@ -84,10 +84,9 @@ pub fn record(
         },
     };
     let req = at.req;
-    let via = if at.client == req.conn.peer.ip() {
-        String::new()
-    } else {
-        format!(" client={}", at.client)
+    let via = match at.client == req.conn.peer.ip() {
+        true => String::new(),
+        false => format!(" client={}", at.client),
     };
     log::info!(
         target: "inferd::access",

@@ -180,11 +180,7 @@ fn authorize(
     let method = req.method.as_str();
     if method == "OPTIONS" {
         let standing = app.limiter.check_anonymous(at.client).map_err(limited)?;
-        let response = match Cors::is_preflight(req) {
-            true => app.cors.preflight(req, allow),
-            false => Response::empty(204).with_header("allow", allow),
-        };
-        return Ok(Decision::Answer(response, standing));
+        return Ok(Decision::Answer(options(app, req, allow), standing));
     }
     if !allow.split(", ").any(|m| m == method) {
         return Err(ApiError::MethodNotAllowed { allow });
@@ -202,13 +198,7 @@ fn authorize(
         standing,
     };
     let Some(scope) = route.scope() else {
-        let standing = if route == Route::Token {
-            // Client secrets are credentials too: a spent failure budget bars them.
-            app.limiter.check_barred(at.client).map_err(limited)?;
-            app.limiter.check_token(at.client).map_err(limited)?
-        } else {
-            app.limiter.check_anonymous(at.client).map_err(limited)?
-        };
+        let standing = open_standing(app, &route, at.client).map_err(limited)?;
         return Ok(Decision::Proceed(route, admitted(None, standing)));
     };
     let principal = authenticate(app, at)?;
@@ -221,6 +211,28 @@ fn authorize(
         route,
         admitted(Some(principal), standing),
     ))
+}
+
+/// `OPTIONS`: a CORS preflight's answer, else the methods the route allows.
+fn options(app: &App, req: &Request, allow: &str) -> Response {
+    match Cors::is_preflight(req) {
+        true => app.cors.preflight(req, allow),
+        false => Response::empty(204).with_header("allow", allow),
+    }
+}
+
+/// The rate limit of an open route: per address, `POST /token` by its own policy.
+fn open_standing(
+    app: &App,
+    route: &Route,
+    client: IpAddr,
+) -> Result<Option<Standing>, RateLimited> {
+    if *route == Route::Token {
+        // Client secrets are credentials too: a spent failure budget bars them.
+        app.limiter.check_barred(client)?;
+        return app.limiter.check_token(client);
+    }
+    app.limiter.check_anonymous(client)
 }
 
 /// The caller's credentials, unless its address spent its failed-authentication budget;

@@ -127,27 +127,35 @@ impl TokenIssuer {
             return Err(GrantError::UnsupportedGrantType);
         }
         let scopes = granted_scopes(param(form, "scope")?, allowed)?;
-        let now = clock.trusted_now().map_err(GrantError::Unavailable)?;
-        let jti = super::jwt::random_jti().map_err(|e| GrantError::Unavailable(e.to_string()))?;
-        let claims = Claims {
-            client_id: Some(client.id.clone()),
-            sub: client.id,
-            scopes: scopes.clone(),
-            ttl: self.ttl,
-            issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
-            jti: Some(jti),
-        };
-        let access_token = self
-            .signer
-            .sign(&claims, now)
-            .map_err(|e| GrantError::Unavailable(e.to_string()))?;
+        let access_token = self.sign(client.id, scopes.clone(), clock)?;
         Ok(Grant {
             access_token,
             token_type: "Bearer",
             expires_in: self.ttl.as_secs(),
             scope: scopes.join(" "),
         })
+    }
+
+    /// A token for `client` with `scopes`, from this device's policy and trusted clock.
+    fn sign(
+        &self,
+        client: String,
+        scopes: Vec<String>,
+        clock: &Clock,
+    ) -> Result<String, GrantError> {
+        let unavailable = |e: &dyn std::fmt::Display| GrantError::Unavailable(e.to_string());
+        let now = clock.trusted_now().map_err(GrantError::Unavailable)?;
+        let jti = super::jwt::random_jti().map_err(|e| unavailable(&e))?;
+        let claims = Claims {
+            client_id: Some(client.clone()),
+            sub: client,
+            scopes,
+            ttl: self.ttl,
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jti: Some(jti),
+        };
+        self.signer.sign(&claims, now).map_err(|e| unavailable(&e))
     }
 
     /// Re-reads the clients file now (SIGHUP).
