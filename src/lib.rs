@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod config;

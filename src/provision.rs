@@ -4,14 +4,11 @@
 
 use crate::auth::api_key::{self, KeysFile};
 use crate::auth::jwt;
-use jwt_simple::prelude::Ed25519KeyPair;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use serde::Serialize;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why provisioning failed.
@@ -63,31 +60,12 @@ pub struct InitOptions {
     pub models_dir: PathBuf,
 }
 
-/// Writes `bytes` to `path` atomically with `mode`: readers see the old file or the new one,
-/// never half of either.
+/// Writes `bytes` to `path` atomically with `mode` (see [`crate::atomic_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProvisionError> {
-    let err = |e: std::io::Error| ProvisionError::Write {
+    crate::atomic_file::write(path, bytes, mode).map_err(|e| ProvisionError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    })
 }
 
 fn crypto(e: impl std::fmt::Display) -> ProvisionError {
@@ -120,10 +98,7 @@ pub fn issue_tls(names: &[String]) -> Result<(String, String, String), Provision
 /// A fresh Ed25519 token keypair: (private PEM, public PEM, kid). The kid is the RFC 7638
 /// JWK thumbprint of the public key, so any party can recompute it.
 pub fn token_keypair() -> Result<(String, String, String), ProvisionError> {
-    let pair = Ed25519KeyPair::generate();
-    let public = pair.public_key();
-    let kid = jwt::thumbprint(&public.to_bytes());
-    Ok((pair.to_pem(), public.to_pem(), kid))
+    Ok(jwt::keypair())
 }
 
 /// Writes a keys file holding only `entries`' hashes.

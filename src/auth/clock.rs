@@ -140,8 +140,7 @@ impl Clock {
             Ordering::Relaxed,
         );
         let Some(file) = &self.state_file else { return };
-        if let Err(e) = crate::provision::write_atomic(file, format!("{secs}\n").as_bytes(), 0o644)
-        {
+        if let Err(e) = crate::atomic_file::write(file, format!("{secs}\n").as_bytes(), 0o644) {
             log::warn!("cannot record the last-seen time: {e}");
         }
     }

@@ -531,7 +531,7 @@ impl TokenSigner {
         })
     }
 
-    /// RFC 7638 thumbprint of its public key, identical to `provision::token_keypair`'s kid
+    /// RFC 7638 thumbprint of its public key, identical to `keypair`'s kid
     /// (and so to the file stem of its public key in the trusted folder).
     pub fn kid(&self) -> &str {
         &self.kid
@@ -628,6 +628,15 @@ fn fail(reason: &'static str, kid: Option<&str>, sub: Option<&str>) -> AuthError
         kid: kid.map(str::to_owned),
         sub: sub.map(str::to_owned),
     })
+}
+
+/// A fresh Ed25519 token keypair: (private PEM, public PEM, kid). The kid is the RFC 7638
+/// JWK thumbprint of the public key, so any party can recompute it.
+pub fn keypair() -> (String, String, String) {
+    let pair = Ed25519KeyPair::generate();
+    let public = pair.public_key();
+    let kid = thumbprint(&public.to_bytes());
+    (pair.to_pem(), public.to_pem(), kid)
 }
 
 #[cfg(test)]
@@ -1071,7 +1080,7 @@ mod tests {
     #[test]
     fn trusted_keys_load_from_a_folder_and_publish_jwks() {
         let tmp = tempfile::tempdir().unwrap();
-        let (_, public_pem, kid) = crate::provision::token_keypair().unwrap();
+        let (_, public_pem, kid) = keypair();
         std::fs::write(tmp.path().join(format!("{kid}.pem")), &public_pem).unwrap();
         std::fs::write(tmp.path().join("README.txt"), "not a key").unwrap();
         std::fs::write(tmp.path().join(".x.pem"), "half-written").unwrap();
@@ -1121,7 +1130,7 @@ mod tests {
     #[test]
     fn signed_tokens_verify_and_the_kid_matches_provisioning() {
         let tmp = tempfile::tempdir().unwrap();
-        let (private_pem, public_pem, kid) = crate::provision::token_keypair().unwrap();
+        let (private_pem, public_pem, kid) = keypair();
         let key_path = tmp.path().join("signing-key.pem");
         std::fs::write(&key_path, private_pem).unwrap();
         std::fs::create_dir(tmp.path().join("trusted")).unwrap();
@@ -1164,7 +1173,7 @@ mod tests {
     fn signer_refuses_claims_no_verifier_would_take() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("k.pem");
-        std::fs::write(&path, crate::provision::token_keypair().unwrap().0).unwrap();
+        std::fs::write(&path, keypair().0).unwrap();
         let signer = TokenSigner::load(&path).unwrap();
         let ok = Claims {
             client_id: None,

@@ -521,6 +521,74 @@ const SLOW_INT8_KERNEL: &str = "avx2_mmm_i32";
 /// The plan key of a text model's single plan for every sequence length.
 const ANY_LENGTH: usize = usize::MAX;
 
+/// The model folders under `dir` (those holding a `model.toml`), or the ones `only` names.
+fn model_folders(dir: &Path, only: &[String]) -> Result<Vec<PathBuf>, ModelError> {
+    if !only.is_empty() {
+        return Ok(only.iter().map(|n| dir.join(n)).collect());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::Load {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("model.toml").is_file())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Logs the matrix kernels tract chose for a model, and warns when int8 runs on the kernel
+/// measured slow.
+fn log_kernels(model: &Model, folder: &Path) {
+    let kernels = model.kernels();
+    let listed = match kernels.as_slice() {
+        [] => "none".to_owned(),
+        all => all
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    log::info!(
+        "model {} v{} loaded from {}; matrix kernels: {listed}",
+        model.name(),
+        model.manifest.version,
+        folder.display(),
+    );
+    if let Some((slow, _)) = kernels
+        .iter()
+        .find(|(k, _)| k.starts_with(SLOW_INT8_KERNEL))
+    {
+        log::warn!(
+            "model {}: int8 matrix products run on tract's {slow} kernel (this CPU has \
+             no AVX-512 VNNI or AVX-VNNI), measured 12-14x slower than it should be \
+             on AMD Zen 3 (docs/text-model-performance.md); expect text inference in \
+             hundreds of ms",
+            model.name()
+        );
+    }
+}
+
+/// The default text model: `default` when it names a loaded text model (an error when it
+/// does not), else the only text model there is.
+fn default_text(
+    models: &BTreeMap<String, Arc<Model>>,
+    default: Option<&str>,
+) -> Result<Option<String>, String> {
+    match default {
+        Some(name) => match models.get(name) {
+            Some(m) if m.is_text() => Ok(Some(name.to_owned())),
+            _ => Err(format!("default model {name:?} is not a loaded text model")),
+        },
+        None => {
+            let texts: Vec<_> = models.values().filter(|m| m.is_text()).collect();
+            Ok((texts.len() == 1).then(|| texts[0].name().to_owned()))
+        }
+    }
+}
+
 /// Every configured model, and the pool their inference runs on.
 pub struct ModelRepository {
     models: BTreeMap<String, Arc<Model>>,
@@ -539,51 +607,10 @@ impl ModelRepository {
         pool: Arc<Pool>,
         metrics: Metrics,
     ) -> Result<ModelRepository, ModelError> {
-        let folders: Vec<PathBuf> = if only.is_empty() {
-            let entries = std::fs::read_dir(dir).map_err(|e| ModelError::Load {
-                path: dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.join("model.toml").is_file())
-                .collect();
-            found.sort();
-            found
-        } else {
-            only.iter().map(|n| dir.join(n)).collect()
-        };
         let mut models = BTreeMap::new();
-        for folder in folders {
+        for folder in model_folders(dir, only)? {
             let model = Model::load(&folder)?;
-            let kernels = model.kernels();
-            log::info!(
-                "model {} v{} loaded from {}; matrix kernels: {}",
-                model.name(),
-                model.manifest.version,
-                folder.display(),
-                match kernels.as_slice() {
-                    [] => "none".to_owned(),
-                    all => all
-                        .iter()
-                        .map(|(k, n)| format!("{k} x{n}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
-            );
-            if let Some((slow, _)) = kernels
-                .iter()
-                .find(|(k, _)| k.starts_with(SLOW_INT8_KERNEL))
-            {
-                log::warn!(
-                    "model {}: int8 matrix products run on tract's {slow} kernel (this CPU has \
-                     no AVX-512 VNNI or AVX-VNNI), measured 12-14x slower than it should be \
-                     on AMD Zen 3 (docs/text-model-performance.md); expect text inference in \
-                     hundreds of ms",
-                    model.name()
-                );
-            }
+            log_kernels(&model, &folder);
             models.insert(model.name().to_owned(), Arc::new(model));
         }
         if models.is_empty() {
@@ -592,21 +619,10 @@ impl ModelRepository {
                 reason: "no model folders (each needs model.toml and model.onnx)".into(),
             });
         }
-        let default_text = match default {
-            Some(name) => match models.get(name) {
-                Some(m) if m.is_text() => Some(name.to_owned()),
-                _ => {
-                    return Err(ModelError::Load {
-                        path: dir.display().to_string(),
-                        reason: format!("default model {name:?} is not a loaded text model"),
-                    });
-                }
-            },
-            None => {
-                let texts: Vec<_> = models.values().filter(|m| m.is_text()).collect();
-                (texts.len() == 1).then(|| texts[0].name().to_owned())
-            }
-        };
+        let default_text = default_text(&models, default).map_err(|reason| ModelError::Load {
+            path: dir.display().to_string(),
+            reason,
+        })?;
         Ok(ModelRepository {
             models,
             default_text,
