@@ -141,7 +141,7 @@ impl Clock {
         );
         let Some(file) = &self.state_file else { return };
         if let Err(e) = crate::atomic_file::write(file, format!("{secs}\n").as_bytes(), 0o644) {
-            log::warn!("cannot record the last-seen time: {e}");
+            log::warn!("cannot record the last-seen time: {}: {e}", file.display());
         }
     }
 }
