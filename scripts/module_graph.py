@@ -28,23 +28,28 @@ def module_of(path, src):
     return parts
 
 
+PATH = re.compile(
+    r"\b(crate|super)((?:::super)*)::((?:[A-Za-z_][A-Za-z0-9_]*::)*)(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
 def uses(code, here, modules):
-    """Absolute module paths (as tuples) this file's code refers to."""
+    """Modules (as tuples, the longest that exists) this file's code refers to."""
     found = set()
-    for m in re.finditer(r"\b(crate|super)((?:::super)*)::(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)", code):
-        kind, supers, rest = m.groups()
+    for m in PATH.finditer(code):
+        kind, supers, middle, last = m.groups()
         if kind == "crate":
             base = []
         else:
-            # `super` from a mod.rs-less file is its parent module; each further super, one up.
+            # `super` from a file is its parent module; each further super, one up.
             base = here[: len(here) - 1 - supers.count("super")]
-        names = rest.strip("{}").split(",") if rest.startswith("{") else [rest]
+        prefix = base + [p for p in middle.split("::") if p]
+        names = last.strip("{}").split(",") if last.startswith("{") else [last]
         for name in names:
-            first = name.strip().split("::")[0].strip()
-            if not first or first == "self":
-                continue
-            target = tuple(base + [first])
-            found.add(target if target in modules else tuple(base) or (ROOT,))
+            path = prefix + [p.strip() for p in name.split("::") if p.strip() and p.strip() != "self"]
+            while path and tuple(path) not in modules:
+                path.pop()
+            found.add(tuple(path) if path else (ROOT,))
     return found
 
 
@@ -53,7 +58,7 @@ def top(path):
 
 
 def cycles(graph):
-    """Every pair of top-level modules that reach each other (root aside)."""
+    """Every pair of nodes that reach each other (root aside)."""
     def reach(start):
         seen, todo = set(), [start]
         while todo:
@@ -100,6 +105,14 @@ def main():
         if top(t) != "http"
     ]
     problems += [f"cycle: {a} <-> {b}" for a, b in cycles(graph)]
+    # Within a top-level module, between its files (a module and its own children aside).
+    files_graph = {}
+    for here, targets in edges.items():
+        for t in targets:
+            if t != here and top(t) == top(here) and len(t) > 1 and len(here) > 1:
+                if t[: len(here)] != here and here[: len(t)] != t:
+                    files_graph.setdefault("::".join(here), set()).add("::".join(t))
+    problems += [f"cycle: {a} <-> {b}" for a, b in cycles(files_graph)]
     for p in problems:
         print(f"layering: {p}", file=sys.stderr)
     sys.exit(1 if problems else 0)

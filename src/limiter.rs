@@ -4,7 +4,7 @@
 
 use crate::auth::Principal;
 use crate::config::{Rate, RateLimitConfig};
-use crate::http::server::client_key;
+use crate::http::client_key;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;

@@ -1,143 +1,19 @@
-//! One connection: the transport (plain TCP or TLS) with deadline- and byte-bound reads and
-//! writes, and the request loop: read a head within its caps and deadline, let the handler
+//! One connection's request loop: read a head within its caps and deadline, let the handler
 //! admit or refuse it from the head alone (and name the body its route takes), only then
 //! read the body (Content-Length or chunked, within the route's cap and the body budget),
 //! run the handler, and write responses in order (keep-alive and pipelining).
 
 use super::error::{HttpError, error_response};
+use super::handler::{Handler, Verdict};
 use super::parse::{self, ChunkedDecoder, Framing, Head, HeadLimits};
+use super::registry::{BodyGrant, Claim, Shared, Slot};
 use super::request::{ConnInfo, Request};
 use super::response::Response;
-use super::server::{BodyGrant, Claim, Handler, Settings, Shared, Slot, Verdict};
-use super::tls::{TlsAcceptor, TlsStream};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use super::settings::Settings;
+use super::stream::Stream;
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
-
-/// What is left before `deadline`, or a TimedOut error once it has passed.
-fn remaining(deadline: Instant) -> io::Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
-    }
-    Ok(left)
-}
-
-/// Sets the socket's read timeout to what is left before `deadline`.
-pub(crate) fn set_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
-    tcp.set_read_timeout(Some(remaining(deadline)?))
-}
-
-/// Sets the socket's write timeout to what is left before `deadline`: `SO_SNDTIMEO` bounds
-/// one write call, so every call gets the rest of the response's deadline, not a fresh one.
-pub(crate) fn set_write_deadline(tcp: &TcpStream, deadline: Instant) -> io::Result<()> {
-    tcp.set_write_timeout(Some(remaining(deadline)?))
-}
-
-/// Socket timeouts surface as WouldBlock on Unix; make them all TimedOut.
-pub(crate) fn timeout_kind(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock => io::Error::new(io::ErrorKind::TimedOut, e),
-        _ => e,
-    }
-}
-
-/// Plain TCP or TLS, behind one read/write surface.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
-}
-
-impl Stream {
-    pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
-    /// Opens the transport; for TLS the handshake must end before `deadline`.
-    pub(crate) fn open(
-        tcp: TcpStream,
-        tls: Option<&TlsAcceptor>,
-        deadline: Instant,
-    ) -> io::Result<Stream> {
-        match tls {
-            None => Ok(Stream::Plain(tcp)),
-            Some(acceptor) => Ok(Stream::Tls(Box::new(acceptor.accept(tcp, deadline)?))),
-        }
-    }
-
-    /// Caps the bytes read off the wire from now on (TLS records included, so records that
-    /// carry little or no data count); past it reads fail with `FileTooLarge`. Plain TCP
-    /// needs no such cap: every byte it reads is one the caller counts.
-    pub(crate) fn limit_wire_bytes(&mut self, budget: u64) {
-        if let Stream::Tls(tls) = self {
-            tls.limit_wire_bytes(budget);
-        }
-    }
-
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.tcp(),
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        match self {
-            Stream::Plain(tcp) => loop {
-                set_deadline(tcp, deadline)?;
-                match tcp.read(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => return other.map_err(timeout_kind),
-                }
-            },
-            Stream::Tls(tls) => tls.read(buf, deadline),
-        }
-    }
-
-    /// Sends all of `data` before `deadline`, however slowly the client reads.
-    pub(crate) fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> io::Result<()> {
-        match self {
-            Stream::Plain(tcp) => {
-                while !data.is_empty() {
-                    set_write_deadline(tcp, deadline)?;
-                    match tcp.write(data) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => data = &data[n..],
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(timeout_kind(e)),
-                    }
-                }
-                Ok(())
-            }
-            Stream::Tls(tls) => tls.write_all(data, deadline),
-        }
-    }
-
-    /// Ends the connection politely: close_notify, half-close, then drain what the client
-    /// still sends for a moment, so that a final error response is not lost to a TCP reset.
-    pub(crate) fn close(mut self) {
-        let deadline = Instant::now() + Duration::from_millis(500);
-        if let Stream::Tls(tls) = &mut self {
-            tls.close(deadline);
-        }
-        let tcp = self.tcp();
-        let _ = tcp.shutdown(Shutdown::Write);
-        let mut sink = [0u8; 4096];
-        let mut drained = 0usize;
-        while drained < 256 * 1024 {
-            if set_deadline(tcp, deadline).is_err() {
-                break;
-            }
-            match (&mut &*tcp).read(&mut sink) {
-                Ok(0) => break,
-                Ok(n) => drained += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    }
-}
 
 /// Bytes on the wire a request head may take beyond its own bytes: TLS record framing,
 /// and records that carry nothing (empty records, alerts, key updates). Beyond it the head

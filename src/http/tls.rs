@@ -234,11 +234,11 @@ impl TlsStream {
     /// Reads one batch of TLS records from the socket and processes them; sends any alert.
     fn fill(&mut self, deadline: Instant) -> io::Result<()> {
         let n = loop {
-            super::conn::set_deadline(&self.tcp, deadline)?;
+            super::deadline::set_deadline(&self.tcp, deadline)?;
             match self.conn.read_tls(&mut self.tcp) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(super::conn::timeout_kind(e)),
+                Err(e) => return Err(super::deadline::timeout_kind(e)),
             }
         };
         if n == 0 {
@@ -263,11 +263,11 @@ impl TlsStream {
     /// Sends pending TLS records; every write call gets only what is left before `deadline`.
     fn flush_tls(&mut self, deadline: Instant) -> io::Result<()> {
         while self.conn.wants_write() {
-            super::conn::set_write_deadline(&self.tcp, deadline)?;
+            super::deadline::set_write_deadline(&self.tcp, deadline)?;
             match self.conn.write_tls(&mut self.tcp) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(super::conn::timeout_kind(e)),
+                Err(e) => return Err(super::deadline::timeout_kind(e)),
             }
         }
         Ok(())
