@@ -5,10 +5,11 @@
 
 Provisions a throwaway state folder with the binary itself (`inferd init DIR --listen
 127.0.0.1:0`, TLS on, CA in DIR/tls/ca.pem), then for each measurement starts a fresh
-`inferd serve --config DIR/inferd.toml` (RUST_LOG=info, every INFERD_* variable of this
-shell removed), takes the address from its "listening on https://ADDR" log line, waits for
-"ready in", runs the attack, checks that /healthz still answers, stops it with SIGTERM and
-records the exit code.
+`inferd serve --config DIR/inferd.toml` through the scripts' harness
+(scripts/lib/inferd_harness.py: every INFERD_* variable of this shell and RUST_LOG removed,
+the address from its "listening on https://ADDR" log line, ready at "ready in"), runs the
+attack, checks that /healthz still answers, stops it with SIGTERM and records how it exited
+(0, or the harness's complaint).
 
   1 memory     VmHWM before and after 4 concurrent unauthenticated `POST /token` requests,
                each with a 4 MiB form body `a&a&a&...` (sent whole even if the server answers
@@ -39,7 +40,6 @@ import re
 import resource
 import select
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -50,6 +50,9 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+import inferd_harness as harness  # noqa: E402 (scripts/lib is not a package)
 
 MIB = 1024 * 1024
 TOKEN_BODY_BYTES = 4 * MIB
@@ -64,7 +67,6 @@ BUDGET_S = 90.0  # no new measurement starts after this; each one is bounded too
 SERVER_STOP_TIMEOUT = 20.0
 LOG_KEEP = 20000
 
-LISTENING_RE = re.compile(r"listening on (https?)://(\S+)")
 LOG_RE = re.compile(r"^\[\S+\s+(TRACE|DEBUG|INFO|WARN|ERROR)\s+(\S+)\]\s?(.*)$")
 ACCESS_RE = re.compile(r"^(\S+)\s+(\S+)\s+(\d{3})\b(?:.*?\(([^)]*)\)\s*$)?")
 # A slowloris request head, one byte a second; longer than any run lasts.
@@ -187,76 +189,40 @@ def summary_s(values):
 
 
 class Server:
-    """One `inferd serve` process; stderr is drained by a thread for its whole life."""
+    """One `inferd serve` process (the harness's), as the figures see it; its log is a file."""
 
-    def __init__(self, binary, config, env, preexec=None):
-        self.lines = []
-        self.dropped = 0
+    def __init__(self, state, log, overrides, preexec=None):
+        self.log = log
+        self.h = harness.Server(state, log, overrides, preexec=preexec)
+        self.pid = self.h.proc.pid
         self.addr = None
-        self.ready = threading.Event()
-        self.ended = threading.Event()
         self.exit = None
         self.stop_s = None
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--config", str(config)], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec)
-        self.pid = self.proc.pid
-        self.drainer = threading.Thread(target=self._drain, name="stderr", daemon=True)
-        self.drainer.start()
-
-    def _drain(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if len(self.lines) < LOG_KEEP:
-                self.lines.append(line)
-            else:
-                self.dropped += 1
-            if not self.ready.is_set():
-                m = LISTENING_RE.search(line)
-                if m:
-                    host, _, port = m.group(2).rpartition(":")
-                    self.addr = (host.strip("[]"), int(port))
-                elif "ready in" in line and self.addr is not None:
-                    self.ready.set()
-        self.ended.set()
 
     def wait_ready(self, timeout=SERVER_READY_TIMEOUT):
         """Returns (host, port) once "ready in" is logged; raises if it never is."""
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.ended.is_set() or self.proc.poll() is not None:
-                self.ended.wait(2)
-                tail = "\n".join(self.lines[-10:])
-                raise RuntimeError(f"server exited before ready ({self.proc.wait()}):\n{tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready within {timeout:.0f} s")
+        self.h.wait_ready(timeout)
+        self.addr = (self.h.host.strip("[]"), self.h.port)
         return self.addr
 
     def alive(self):
-        return self.proc.poll() is None
+        return self.h.proc.poll() is None
 
     def stop(self):
-        """SIGTERM, then wait; records the exit code (or 'killed' after the bound)."""
-        if self.proc.poll() is None:
+        """SIGTERM, then wait; records the exit (0, or why not) and how long it took."""
+        if self.alive():
             started = time.monotonic()
-            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.exit = self.proc.wait(timeout=SERVER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                self.exit = "killed after SIGTERM timeout"
+                self.h.stop(SERVER_STOP_TIMEOUT)
+                self.exit = 0
+            except harness.HarnessError as e:
+                self.exit = str(e).split(";")[0]
             self.stop_s = round(time.monotonic() - started, 2)
         elif self.exit is None:
-            self.exit = f"died before SIGTERM ({self.proc.returncode})"
-        self.drainer.join(timeout=5)
+            self.exit = f"died before SIGTERM ({self.h.proc.returncode})"
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.drainer.join(timeout=5)
-        self.proc.stderr.close()
+        self.h.kill()
 
     def log_summary(self):
         """Access-log statuses (with the HTTP layer's reasons) and every WARN/ERROR line,
@@ -264,7 +230,9 @@ class Server:
         access = collections.Counter()
         notable = collections.Counter()
         samples = {}
-        for line in self.lines:
+        with open(self.log, errors="replace") as f:
+            lines = f.read().splitlines()
+        for line in lines[:LOG_KEEP]:
             m = LOG_RE.match(line)
             if not m:
                 continue
@@ -281,7 +249,7 @@ class Server:
                 notable[key] += 1
                 samples.setdefault(key, line)
         return {
-            "lines": len(self.lines) + self.dropped,
+            "lines": len(lines),
             "access": dict(access.most_common()),
             "warn_error": [{"count": n, "first": samples[k]} for k, n in notable.most_common()],
         }
@@ -591,23 +559,6 @@ def figure_slots(server, ctx, count, dribble):
 # --- driver ---------------------------------------------------------------------------------
 
 
-def provision(binary, models, tmp):
-    state = tmp / "state"
-    out = subprocess.run(
-        [binary, "init", str(state), "--listen", "127.0.0.1:0", "--models", str(models),
-         "--json"], capture_output=True, timeout=120, check=True, env=server_env(None))
-    info = json.loads(out.stdout)
-    return Path(info["config"]), Path(info["ca_cert"])
-
-
-def server_env(max_connections):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
-    env["RUST_LOG"] = "info"
-    if max_connections is not None:
-        env["INFERD_LIMITS_MAX_CONNECTIONS"] = str(max_connections)
-    return env
-
-
 def raise_nofile(needed):
     """Raises this process's soft RLIMIT_NOFILE if needed; returns the limits the servers
     should get (the original ones), or None when nothing changed."""
@@ -619,11 +570,12 @@ def raise_nofile(needed):
     return soft, hard
 
 
-def run_measurement(name, fn, args, config, env, ctx, preexec, began):
+def run_measurement(name, fn, state, overrides, ctx, preexec, began):
     if time.monotonic() - began > BUDGET_S:
         return {"error": f"skipped: over the {BUDGET_S:.0f} s budget", "log": {"lines": 0,
                 "access": {}, "warn_error": []}}
-    server = Server(args.bin, config, env, preexec)
+    server = Server(state, state.dir.parent / f"serve-{name.replace(' ', '-')}.log", overrides,
+                    preexec)
     result = {}
     try:
         started = time.monotonic()
@@ -710,11 +662,11 @@ def main():
     began = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="inferd-attack-"))
     try:
-        config, ca = provision(args.bin, Path(args.models).resolve(), tmp)
+        state = harness.provision(args.bin, tmp, Path(args.models).resolve())
         if args.max_connections is not None:
             max_conn, source = args.max_connections, "INFERD_LIMITS_MAX_CONNECTIONS"
         else:
-            with open(config, "rb") as f:
+            with open(state.config, "rb") as f:
                 limits = tomllib.load(f).get("limits", {})
             max_conn = limits.get("max_connections", 256)
             source = "config" if "max_connections" in limits else "default (key absent)"
@@ -722,22 +674,23 @@ def main():
         preexec = None
         if original is not None:  # the servers keep the limits this shell gave us
             preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, original)  # noqa: E731
-        env = server_env(args.max_connections)
-        ctx = ssl.create_default_context(cafile=str(ca))
+        overrides = ({} if args.max_connections is None
+                     else {"INFERD_LIMITS_MAX_CONNECTIONS": str(args.max_connections)})
+        ctx = ssl.create_default_context(cafile=str(state.ca_cert))
         version = subprocess.run([args.bin, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.strip()
         report = {"binary": args.bin, "version": version, "cores": os.cpu_count(),
                   "max_connections": max_conn, "max_connections_source": source}
-        report["memory"] = run_measurement("memory", figure_memory, args, config, env, ctx,
+        report["memory"] = run_measurement("memory", figure_memory, state, overrides, ctx,
                                            preexec, began)
-        report["cpu"] = run_measurement("cpu", figure_cpu, args, config, env, ctx, preexec,
+        report["cpu"] = run_measurement("cpu", figure_cpu, state, overrides, ctx, preexec,
                                         began)
         report["slots_idle"] = run_measurement(
             "slots idle", lambda s, c: figure_slots(s, c, max_conn, dribble=False),
-            args, config, env, ctx, preexec, began)
+            state, overrides, ctx, preexec, began)
         report["slots_slowloris"] = run_measurement(
             "slots slowloris", lambda s, c: figure_slots(s, c, SLOWLORIS, dribble=True),
-            args, config, env, ctx, preexec, began)
+            state, overrides, ctx, preexec, began)
         report["total_s"] = round(time.monotonic() - began, 1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

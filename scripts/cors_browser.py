@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Real-browser CORS check of a running inferd (driven by scripts/cors_browser.sh).
+"""Real-browser CORS check of inferd (driven by scripts/cors_browser.sh).
 
-What it proves, with headless Chromium and inferd started with
-INFERD_CORS_ALLOWED_ORIGINS="http://127.0.0.1:PORT_A":
+Binds two page servers (origins A and B, ports of the kernel's choosing), provisions and
+starts inferd through scripts/lib/inferd_harness.py with INFERD_CORS_ALLOWED_ORIGINS =
+origin A, runs the checks below, stops inferd with SIGTERM and requires it to exit 0.
+
+What it proves, with headless Chromium:
 
   direct (stdlib HTTPS, verified against the init CA):
     1. a preflight OPTIONS /predict from origin A gets 204 with Access-Control-Allow-Origin
@@ -26,7 +29,8 @@ origin, so no CORS involved); the driver waits for that (bounded) and then stops
 The two pages run one after the other, each in a fresh Chromium profile, so the access-log
 lines written while a page ran belong to that page.
 
-Only the Python 3 standard library. Exits 0 only if every check passes.
+Only the Python 3 standard library. Exits 0 only if every check passes and inferd stopped
+cleanly.
 """
 
 import argparse
@@ -43,6 +47,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+import inferd_harness as harness  # noqa: E402 (scripts/lib is not a package)
+
 PAGE_TEMPLATE = Path(__file__).resolve().parent / "cors_browser" / "page.html"
 PREDICT_TEXT = "what a wonderful day"
 
@@ -54,15 +61,15 @@ ACCESS_RE = re.compile(r"inferd::access\S*\s+(\S+)\s+(\S+)\s+(\d{3})\s")
 
 
 class PageServer:
-    """Serves the probe page on 127.0.0.1:port and records the page's POST /result."""
+    """Serves the probe page on 127.0.0.1 (a port of the kernel's choosing) and records the
+    page's POST /result. Bound at once, so its origin is known before inferd starts; the page
+    itself (which names inferd's URL) is set with `set_page` once inferd is up."""
 
-    def __init__(self, name, port, page_config, log_path):
+    def __init__(self, name, log_path):
         self.name = name
-        self.origin = f"http://127.0.0.1:{port}"
+        self.page = None
         self.result = None
         self.got_result = threading.Event()
-        page = PAGE_TEMPLATE.read_text().replace("__CONFIG__", json.dumps(page_config))
-        page = page.encode()
         log = open(log_path, "a", buffering=1)
         owner = self
 
@@ -79,8 +86,8 @@ class PageServer:
                 self.wfile.write(body)
 
             def do_GET(self):
-                if self.path.split("?")[0] in ("/", "/index.html"):
-                    self._send(200, page, "text/html; charset=utf-8")
+                if self.path.split("?")[0] in ("/", "/index.html") and owner.page:
+                    self._send(200, owner.page, "text/html; charset=utf-8")
                 else:  # favicon.ico and anything else
                     self._send(404)
 
@@ -98,9 +105,13 @@ class PageServer:
                 owner.got_result.set()
                 self._send(204)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def set_page(self, page_config):
+        self.page = PAGE_TEMPLATE.read_text().replace("__CONFIG__", json.dumps(page_config)).encode()
 
     def close(self):
         self.httpd.shutdown()
@@ -220,41 +231,12 @@ def count(lines, method, path="/predict", status=None):
     )
 
 
-# --- main -----------------------------------------------------------------------------------
+# --- the checks -----------------------------------------------------------------------------
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--url", required=True, help="inferd base URL, https://127.0.0.1:PORT")
-    ap.add_argument("--key", required=True, help="API key with the predict scope")
-    ap.add_argument("--ca", required=True, help="CA certificate from `inferd init`")
-    ap.add_argument("--port-a", type=int, required=True, help="page port of the allowed origin")
-    ap.add_argument("--port-b", type=int, required=True, help="page port of the other origin")
-    ap.add_argument("--log", required=True, help="inferd's stderr (access log)")
-    ap.add_argument("--work", required=True, help="folder for profiles and logs")
-    ap.add_argument("--chromium", default="chromium")
-    ap.add_argument("--timeout", type=float, default=30, help="seconds per page")
-    args = ap.parse_args()
-
-    # SIGTERM (from the wrapper's trap) unwinds through the finally blocks: no stray browser.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
-    m = re.fullmatch(r"https://([^:/]+):(\d+)/?", args.url)
-    if not m:
-        sys.exit(f"cors_browser.py: --url must be https://HOST:PORT, got {args.url}")
-    host, port = m.group(1), int(m.group(2))
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    origin_a = f"http://127.0.0.1:{args.port_a}"
-    origin_b = f"http://127.0.0.1:{args.port_b}"
-
-    checks = []  # (ok, name, detail)
-
-    def check(ok, name, detail=""):
-        checks.append((bool(ok), name, detail))
-
-    # 1-2. Direct preflights.
-    status, h = preflight(host, port, args.ca, origin_a)
+def preflight_checks(server, ca, origin_a, origin_b, check):
+    """Checks 1-2: the preflights as a browser would send them, straight to inferd."""
+    status, h = preflight(server.host, server.port, ca, origin_a)
     problems = []
     if status != 204:
         problems.append(f"status {status} (want 204)")
@@ -268,49 +250,45 @@ def main():
         problems.append(f"Max-Age {h.get('Access-Control-Max-Age')!r} (want a number)")
     if "origin" not in tokens(h, "Vary"):
         problems.append("Vary lacks Origin")
-    check(
-        not problems,
-        "direct preflight from origin A allowed",
-        "; ".join(problems) + " -- got " + show_headers(status, h)
-        if problems
-        else "204; " + "; ".join(f"{k}: {v}" for k, v in h.items()
-                                 if k.lower().startswith("access-control-") or k.lower() == "vary"),
-    )
+    check_problems(check, problems, "direct preflight from origin A allowed", status, h,
+                   "204; " + "; ".join(f"{k}: {v}" for k, v in h.items()
+                                       if k.lower().startswith("access-control-") or k.lower() == "vary"))
 
-    status, h = preflight(host, port, args.ca, origin_b)
+    status, h = preflight(server.host, server.port, ca, origin_b)
     acx = [k for k in h.keys() if k.lower().startswith("access-control-")]
     problems = []
     if acx:
         problems.append("Access-Control-* headers present: " + ", ".join(acx))
     if "origin" not in tokens(h, "Vary"):
         problems.append("Vary lacks Origin")
-    check(
-        not problems,
-        "direct preflight from origin B gets no CORS headers",
-        "; ".join(problems) + " -- got " + show_headers(status, h)
-        if problems
-        else f"status {status}, no Access-Control-*, Vary: {', '.join(h.get_all('Vary'))}",
-    )
+    check_problems(check, problems, "direct preflight from origin B gets no CORS headers", status, h,
+                   f"status {status}, no Access-Control-*, Vary: {', '.join(h.get_all('Vary') or [])}")
 
-    # 3-8. The browser, one origin at a time; note the access-log position around each page.
-    config = {"url": args.url.rstrip("/"), "key": args.key, "text": PREDICT_TEXT,
+
+def check_problems(check, problems, name, status, headers, fine):
+    """One check that passes when `problems` is empty; its detail is `fine` or what went wrong."""
+    check(not problems, name,
+          "; ".join(problems) + " -- got " + show_headers(status, headers) if problems else fine)
+
+
+def browser_checks(args, server, key, page_a, page_b, check):
+    """Checks 3-8: each page in a fresh Chromium, one after the other, and what reached inferd
+    (the access-log position is noted around each page)."""
+    work = Path(args.work)
+    config = {"url": server.url, "key": key, "text": PREDICT_TEXT,
               "fetch_timeout_ms": int(args.timeout * 1000 * 2 / 3)}
-    page_a = PageServer("A", args.port_a, config, work / "pages.log")
-    page_b = PageServer("B", args.port_b, config, work / "pages.log")
-    try:
-        mark0 = len(access_lines(args.log))
-        started = time.monotonic()
-        res_a = run_page(args.chromium, page_a, work, args.timeout)
-        secs_a = time.monotonic() - started
-        mark1 = len(access_lines(args.log))
-        started = time.monotonic()
-        res_b = run_page(args.chromium, page_b, work, args.timeout)
-        secs_b = time.monotonic() - started
-        time.sleep(0.5)  # let a (wrongly) sent request from B show up in the log
-    finally:
-        page_a.close()
-        page_b.close()
-    lines = access_lines(args.log)
+    page_a.set_page(config)
+    page_b.set_page(config)
+    mark0 = len(access_lines(server.log))
+    started = time.monotonic()
+    res_a = run_page(args.chromium, page_a, work, args.timeout)
+    secs_a = time.monotonic() - started
+    mark1 = len(access_lines(server.log))
+    started = time.monotonic()
+    res_b = run_page(args.chromium, page_b, work, args.timeout)
+    secs_b = time.monotonic() - started
+    time.sleep(0.5)  # let a (wrongly) sent request from B show up in the log
+    lines = access_lines(server.log)
     during_a, during_b = lines[mark0:mark1], lines[mark1:]
 
     # 3-5. What the pages saw.
@@ -352,13 +330,63 @@ def main():
     check(total_posts == 1, "server: exactly one POST /predict in the log",
           f"{total_posts} POST /predict line(s)")
 
-    # Summary.
-    print(f"cors_browser.py: origin A {origin_a} (allowed), origin B {origin_b}, inferd {args.url}")
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--inferd", required=True, help="the inferd binary")
+    ap.add_argument("--work", required=True, help="folder for inferd's state, logs and profiles")
+    ap.add_argument("--chromium", default="chromium")
+    ap.add_argument("--timeout", type=float, default=30, help="seconds per page")
+    args = ap.parse_args()
+
+    # SIGTERM (from the wrapper's trap) unwinds through the finally blocks: no stray browser,
+    # no stray server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    checks = []  # (ok, name, detail)
+
+    def check(ok, name, detail=""):
+        checks.append((bool(ok), name, detail))
+
+    # The page servers bind first: inferd starts knowing origin A, and no port is picked and
+    # released on the way.
+    page_a = PageServer("A", work / "pages.log")
+    page_b = PageServer("B", work / "pages.log")
+    try:
+        state = harness.provision(args.inferd, work)
+        with harness.start(state, work / "serve.log",
+                           {"INFERD_CORS_ALLOWED_ORIGINS": page_a.origin,
+                            "INFERD_RATE_LIMIT_DEFAULT": "100000/minute"}) as server:
+            print(f"cors_browser.py: inferd (pid {server.proc.pid}) ready on {server.url}, "
+                  f"CORS origin {page_a.origin}", flush=True)
+            preflight_checks(server, str(state.ca_cert), page_a.origin, page_b.origin, check)
+            browser_checks(args, server, state.api_key, page_a, page_b, check)
+            failed = report(checks, page_a.origin, page_b.origin, server.url)
+            server.stop()
+            print("cors_browser.py: inferd exited 0 after SIGTERM")
+    except harness.HarnessError as e:
+        print(f"cors_browser.py: {e}", file=sys.stderr)
+        return 1
+    finally:
+        page_a.close()
+        page_b.close()
+    return 1 if failed else 0
+
+
+def report(checks, origin_a, origin_b, url):
+    """Prints every check; returns how many failed."""
+    print(f"cors_browser.py: origin A {origin_a} (allowed), origin B {origin_b}, inferd {url}")
     for ok, name, detail in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}" + (f"  [{detail}]" if detail else ""))
     failed = sum(1 for ok, _, _ in checks if not ok)
-    print(f"cors_browser.py: {len(checks) - failed}/{len(checks)} checks passed")
-    return 1 if failed else 0
+    print(f"cors_browser.py: {len(checks) - failed}/{len(checks)} checks passed", flush=True)
+    return failed
 
 
 if __name__ == "__main__":

@@ -7,45 +7,35 @@
 #     RUNNER  optional command prefix, e.g. `qemu-aarch64-static -L /` for an aarch64 binary
 #   env DURATION=seconds per latency run (default 10)
 #
-# Prints: stripped size, time from spawn to the first 200 on /v2/health/ready, RSS idle with
-# both bundled models, wrk -c1 -t1 latency (p50/p99, req/s) of POST /predict at 16 and 64
-# tokens and of OIP infer on digits, RSS after the runs (and its high-water mark).
+# Prints: stripped size, time from spawn to ready (the "ready in" log line that the scripts'
+# harness, scripts/lib/inferd.sh, waits for), RSS idle with both bundled models, wrk -c1 -t1
+# latency (p50/p99, req/s) of POST /predict at 16 and 64 tokens and of OIP infer on digits,
+# RSS after the runs (and its high-water mark). Fails if the server does not exit 0 on SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/inferd.sh
+. scripts/lib/inferd.sh
 bin=${1:-target/release/inferd}
 shift || true
-runner=("$@")
+inferd_runner=("$@")
 dur=${DURATION:-10}
 for tool in curl wrk python3; do
     command -v "$tool" >/dev/null || { echo "footprint.sh: needs $tool (apt-get install -y $tool)" >&2; exit 2; }
 done
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-key=$("${runner[@]}" "$bin" init "$tmp/state" --listen "127.0.0.1:$port" --models models --json |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"])')
-url="https://127.0.0.1:$port"
-ca="$tmp/state/tls/ca.pem"
+inferd_workdir footprint
+tmp=$inferd_work
+inferd_provision "$bin"
+key=$inferd_api_key
+ca=$inferd_ca
 
 printf 'binary: %s, %d bytes (%.1f MiB)\n' "$bin" "$(stat -c %s "$bin")" "$(echo "$(stat -c %s "$bin") / 1048576" | bc -l)"
-start=$(date +%s%N)
 # Latency, not quotas, is measured here: rate limits off (the default 600/minute per caller
 # would answer most of a 10 s run with 429), access log off.
-INFERD_RATE_LIMIT_ENABLED=false INFERD_LOG_ACCESS=false \
-    "${runner[@]}" "$bin" serve --config "$tmp/state/inferd.toml" 2> "$tmp/log" &
-pid=$!
-until curl -sf --cacert "$ca" "$url/v2/health/ready" -o /dev/null; do
-    if [ $(( ($(date +%s%N) - start) / 1000000000 )) -ge 120 ]; then
-        echo "not ready after 120 s" >&2; cat "$tmp/log" >&2; exit 1
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "server exited" >&2; cat "$tmp/log" >&2; exit 1; }
-done
-echo "time to ready: $(( ($(date +%s%N) - start) / 1000000 )) ms (spawn to first 200 on /v2/health/ready, both models, warm-up included)"
+inferd_start INFERD_RATE_LIMIT_ENABLED=false INFERD_LOG_ACCESS=false
+url=$inferd_url
+echo "time to ready: $inferd_ready_ms ms (spawn to the \"ready in\" log line, both models, warm-up included)"
 # With a runner, the server is its child or the runner itself; qemu-user runs the guest in-process.
-rss() { grep -E "^$1:" "/proc/$pid/status" | awk '{printf "%.1f MiB", $2 / 1024}'; }
+rss() { grep -E "^$1:" "/proc/$inferd_pid/status" | awk '{printf "%.1f MiB", $2 / 1024}'; }
 echo "RSS idle: $(rss VmRSS)"
 
 text16="The hotel staff were very friendly and the room was clean and quiet."
@@ -77,3 +67,4 @@ run "/predict 16 tokens" /predict "{\"text\": \"$text16\"}"
 run "/predict 64 tokens" /predict "{\"text\": \"$text64\"}"
 run "OIP infer digits [1,64]" /v2/models/digits/infer "$digit"
 echo "RSS after load: $(rss VmRSS) (high-water $(rss VmHWM))"
+inferd_stop

@@ -14,6 +14,7 @@
 #       CARGO_PROFILE_RELEASE_STRIP=false cargo build --release
 #   INFERD_BIN=/var/tmp/prof-target/release/inferd scripts/profile.sh docs/profile/after
 #
+# The server is provisioned, started and stopped (exit 0 required) by scripts/lib/inferd.sh.
 # env: INFERD_BIN (default /var/tmp/prof-target/release/inferd), CONNECTIONS (default cores),
 #      PERF_FREQ (samples per second, default 1999). perf uses the cpu-clock software event,
 #      which works where hardware counters are not exposed (virtual machines).
@@ -30,32 +31,16 @@ for tool in perf wrk inferno-collapse-perf inferno-flamegraph python3; do
     }
 done
 mkdir -p "$(dirname "$out")"
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-clean_env() { exec env $(env | grep -o '^INFERD_[A-Z_]*' | sed 's/^/-u /') "$@"; }
-
-key=$(clean_env "$bin" init "$tmp/state" --listen 127.0.0.1:0 --models "$repo/models" --json |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"])')
-clean_env INFERD_RATE_LIMIT_DEFAULT=1000000/second INFERD_RATE_LIMIT_ANONYMOUS_PER_IP=1000000/second \
-    INFERD_LOG_ACCESS=false "$bin" serve --config "$tmp/state/inferd.toml" 2> "$tmp/log" &
-pid=$!
-addr=
-for _ in $(seq 1 500); do
-    addr=$(grep -o 'listening on https://[0-9.:]*' "$tmp/log" | sed 's|.*https://||' || true)
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
-    read -rt 0.02 <> <(:) || true
-done
-[ -n "$addr" ] || { echo "profile.sh: no listening line" >&2; exit 1; }
-until curl -sf --cacert "$tmp/state/tls/ca.pem" "https://$addr/v2/health/ready" -o /dev/null; do
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
-    read -rt 0.02 <> <(:) || true
-done
+# shellcheck source-path=SCRIPTDIR source=lib/inferd.sh
+. "$repo/scripts/lib/inferd.sh"
+inferd_workdir profile
+tmp=$inferd_work
+inferd_provision "$bin"
+key=$inferd_api_key
+inferd_start INFERD_RATE_LIMIT_DEFAULT=1000000/second INFERD_RATE_LIMIT_ANONYMOUS_PER_IP=1000000/second \
+    INFERD_LOG_ACCESS=false
+pid=$inferd_pid
+addr=$inferd_addr
 
 digit=$(python3 -c 'print(",".join(str(float(i % 17)) for i in range(64)))')
 body="{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[$digit]}]}"
@@ -88,3 +73,4 @@ print(f"server CPU: {cpu:.2f} s for {requests} requests = {cpu / requests * 1e6:
 EOF
     python3 "$repo/scripts/profile_summary.py" "$out.folded"
 } | tee "$out.txt"
+inferd_stop

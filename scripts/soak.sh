@@ -12,80 +12,65 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-die() { echo "soak.sh: $*" >&2; exit 1; }
-[ $# -ge 1 ] || die "usage: $0 PATH/TO/inferd [SECONDS] [CONNECTIONS]"
-bin="$(realpath "$1")" || die "no such binary: $1"
+# shellcheck source-path=SCRIPTDIR source=lib/inferd.sh
+. "$here/lib/inferd.sh"
+[ $# -ge 1 ] || { echo "usage: $0 PATH/TO/inferd [SECONDS] [CONNECTIONS]" >&2; exit 1; }
 duration="${2:-600}"
 connections="${3:-64}"
 
-export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost"
-work="$(mktemp -d "${TMPDIR:-/tmp}/inferd-soak.XXXXXX")"
-server_pid=""
-cleanup() {
-    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
-    echo "soak.sh: logs in $work" >&2
-}
-trap cleanup EXIT
-
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$bin" init "$work/state" --listen "127.0.0.1:$port" --models "$here/../models" --json >"$work/init.json"
-read -r config api_key ca_cert < <(python3 -c 'import json, sys
-d = json.load(open(sys.argv[1])); print(d["config"], d["api_key"], d["ca_cert"])' "$work/init.json")
+inferd_workdir soak
+inferd_keep=1   # the samples and serve.log, pass or fail
+inferd_provision "$1"
 
 # A key with a small quota of its own, for the rate-limit hits.
-"$bin" apikey new --id soak-limited --scope predict >"$work/limited.txt"
-limited_key="$(sed -n 's/^key (shown once): //p' "$work/limited.txt")"
-sed -n '/^\[\[key\]\]/,$p' "$work/limited.txt" >>"$work/state/api_keys.toml"
-printf '\n[rate_limit.keys]\n"soak-limited" = "5/second"\n' >>"$config"
+limited_key="$(inferd_apikey soak-limited predict)"
+printf '\n[rate_limit.keys]\n"soak-limited" = "5/second"\n' >>"$inferd_config"
 
 # The load generator is the only client: it names one client address per connection through
 # X-Forwarded-For, so per-address limits (failed authentications) apply per connection.
 # Per-caller and open-route quotas are raised so that only the two roles meant to meet a
 # limit meet one.
-INFERD_TRUSTED_PROXIES=127.0.0.1 \
-INFERD_RATE_LIMIT_DEFAULT=10000000/minute \
-INFERD_RATE_LIMIT_ANONYMOUS_PER_IP=10000000/minute \
-INFERD_LOG_ACCESS=false \
-    "$bin" serve --config "$config" 2>"$work/serve.log" &
-server_pid=$!
-deadline=$((SECONDS + 120))
-until grep -qs "ready in .* ms" "$work/serve.log"; do
-    kill -0 "$server_pid" 2>/dev/null || { tail "$work/serve.log" >&2; die "server exited"; }
-    [ "$SECONDS" -lt "$deadline" ] || die "server not ready after 120 s"
-    sleep 0.2
-done
+inferd_start INFERD_TRUSTED_PROXIES=127.0.0.1 \
+    INFERD_RATE_LIMIT_DEFAULT=10000000/minute \
+    INFERD_RATE_LIMIT_ANONYMOUS_PER_IP=10000000/minute \
+    INFERD_LOG_ACCESS=false
 
 sample() {  # RSS in KiB and open descriptors of the server
     local rss fds
-    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")"
-    fds="$(find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
+    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$inferd_pid/status")"
+    fds="$(find "/proc/$inferd_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)"
     echo "$rss $fds"
 }
 read -r idle_rss idle_fds < <(sample)
-echo "soak.sh: inferd (pid $server_pid) ready on 127.0.0.1:$port; idle RSS ${idle_rss} KiB, ${idle_fds} fds"
+echo "soak.sh: idle RSS ${idle_rss} KiB, ${idle_fds} fds"
 echo "soak.sh: ${duration} s at ${connections} connections"
 
-python3 "$here/soak.py" --port "$port" --key "$api_key" --limited-key "$limited_key" \
-    --ca "$ca_cert" --duration "$duration" --connections "$connections" >"$work/soak.out" &
+python3 "$here/soak.py" --port "${inferd_addr##*:}" --key "$inferd_api_key" --limited-key "$limited_key" \
+    --ca "$inferd_ca" --duration "$duration" --connections "$connections" >"$inferd_work/soak.out" &
 load_pid=$!
-: >"$work/samples.txt"
+: >"$inferd_work/samples.txt"
 start=$SECONDS
 while kill -0 "$load_pid" 2>/dev/null; do
     sleep 10
     kill -0 "$load_pid" 2>/dev/null || break
     read -r rss fds < <(sample)
-    echo "$((SECONDS - start)) $rss $fds" | tee -a "$work/samples.txt"
+    echo "$((SECONDS - start)) $rss $fds" | tee -a "$inferd_work/samples.txt"
 done
 wait "$load_pid" && load_rc=0 || load_rc=$?
-cat "$work/soak.out"
+cat "$inferd_work/soak.out"
 
-sleep 1   # connections closed by the client are reaped by their threads
+# Connections the client closed are reaped by their threads: up to 5 s for that.
 read -r after_rss after_fds < <(sample)
-first="$(awk '$1 >= 60 {print $2; exit}' "$work/samples.txt")"
-first="${first:-$(awk 'NR == 1 {print $2}' "$work/samples.txt")}"
-last="$(awk 'END {print $2}' "$work/samples.txt")"
-peak="$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$work/samples.txt")"
-peak_fds="$(awk 'BEGIN {m = 0} $3 > m {m = $3} END {print m}' "$work/samples.txt")"
+deadline=$((SECONDS + 5))
+while [ "$after_fds" -gt "$idle_fds" ] && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.1
+    read -r after_rss after_fds < <(sample)
+done
+first="$(awk '$1 >= 60 {print $2; exit}' "$inferd_work/samples.txt")"
+first="${first:-$(awk 'NR == 1 {print $2}' "$inferd_work/samples.txt")}"
+last="$(awk 'END {print $2}' "$inferd_work/samples.txt")"
+peak="$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$inferd_work/samples.txt")"
+peak_fds="$(awk 'BEGIN {m = 0} $3 > m {m = $3} END {print m}' "$inferd_work/samples.txt")"
 echo "soak.sh: RSS KiB idle ${idle_rss}, after 1 min ${first}, end ${last}, peak ${peak}, after the load ${after_rss}"
 echo "soak.sh: fds idle ${idle_fds}, peak ${peak_fds}, after the load ${after_fds}"
 
@@ -97,9 +82,6 @@ if [ "$last" -gt $((first + first / 5)) ] && [ "$last" -gt $((first + 8192)) ]; 
 fi
 [ "$after_fds" -le "$idle_fds" ] || { echo "soak.sh: ${after_fds} fds after the load, ${idle_fds} idle" >&2; status=1; }
 
-kill -TERM "$server_pid"
-wait "$server_pid" && rc=0 || rc=$?
-server_pid=""
-[ "$rc" -eq 0 ] || { echo "soak.sh: server exited $rc after SIGTERM" >&2; status=1; }
+inferd_stop
 echo "soak.sh: $([ "$status" -eq 0 ] && echo PASS || echo FAIL)"
 exit "$status"

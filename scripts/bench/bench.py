@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """End-to-end benchmark driver for scripts/bench.sh: inferd against the reference FastAPI stack.
 
-For each transport (plain HTTP, then TLS) it starts inferd (both bundled models) and one
-reference process per model, times each from spawn to its first 200 on its readiness route,
-reads idle RSS, then drives every workload at every concurrency with wrk, inferd and reference
-back to back, recording req/s, p50/p99, errors, server CPU per request, peak RSS and (inferd)
-mean inference time from /metrics. Prints and writes a Markdown report and a JSON file.
+For each transport (plain HTTP, then TLS) it starts inferd (both bundled models; provisioned,
+started and stopped by scripts/lib/inferd_harness.py, as every script does) and one reference
+process per model, times each from spawn to ready (inferd: its "ready in" log line, the
+harness's one test of readiness; the reference: its first 200 on /health), reads idle RSS,
+then drives every workload at every concurrency with wrk, inferd and reference back to back,
+recording req/s, p50/p99, errors, server CPU per request, peak RSS and (inferd) mean
+inference time from /metrics. Prints and writes a Markdown report and a JSON file.
 
 Only 127.0.0.1; every load is bounded (wrk -d plus a hard timeout). Python standard library only.
 Servers run in their own sessions; their process groups are listed in WORK/pgids until stopped,
@@ -34,6 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+import inferd_harness as harness  # noqa: E402 (scripts/lib is not a package)
+
 LUA = HERE / "post_json.lua"
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
@@ -66,11 +71,6 @@ TEXT_LENGTHS = (16, 64, 128)
 for _n in TEXT_LENGTHS:
     _body = json.dumps({"text": " ".join(["good"] * (_n - 2))})
     WORKLOADS[f"text{_n}"] = (Route("/predict", _body), Route("/predict", _body), "sentiment")
-
-
-def inferd_env() -> dict:
-    """The environment without INFERD_*: inferd refuses unknown ones, and INFERD_BIN is one."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
 
 
 def log(msg: str) -> None:
@@ -208,6 +208,7 @@ def percentile(hist: dict[int, int], p: float) -> int:
 
 # --- HTTP --------------------------------------------------------------------------------------
 def free_port() -> int:
+    """For the reference only (uvicorn takes a port number; inferd binds port 0 and logs it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -238,6 +239,7 @@ class Server:
     key: str            # its X-API-Key
     proc: subprocess.Popen
     ready_s: float = 0.0
+    inferd: harness.Server | None = None  # inferd's lifecycle goes through the harness
 
     def tree(self) -> list[int]:
         return proc_tree(self.proc.pid)
@@ -258,38 +260,34 @@ class Bench:
         self.cells: list[dict] = []
         self.phases: list[dict] = []
         self.ref_key = "ref_" + secrets.token_hex(16)
-        self.state = self.work / "state"
         self.provision()
-        self.ca = ssl.create_default_context(cafile=str(self.state / "tls" / "ca.pem"))
+        self.ca = ssl.create_default_context(cafile=str(self.inferd_state.ca_cert))
 
     # --- set-up ---------------------------------------------------------------------------------
     def provision(self) -> None:
         """A throwaway inferd state folder (`init`), a predict key for the load, a metrics key."""
-        subprocess.run([self.a.inferd, "init", str(self.state), "--listen", "127.0.0.1:0",
-                        "--models", str(REPO / "models"), "--json"],  # prints the admin key: unused
-                       env=inferd_env(), check=True, capture_output=True)
-        self.inferd_key = self.apikey("bench", "predict")
-        self.metrics_key = self.apikey("bench-metrics", "metrics")
+        self.inferd_state = harness.provision(self.a.inferd, self.work)  # its admin key: unused
+        self.state = self.inferd_state.dir
+        self.inferd_key = self.inferd_state.add_api_key("bench", "predict")
+        self.metrics_key = self.inferd_state.add_api_key("bench-metrics", "metrics")
 
-    def apikey(self, name: str, scope: str) -> str:
-        out = subprocess.run([self.a.inferd, "apikey", "new", "--id", name, "--scope", scope],
-                             env=inferd_env(), check=True, capture_output=True, text=True).stdout
-        key = re.search(r"^key \(shown once\): (\S+)$", out, re.M).group(1)
-        with (self.state / "api_keys.toml").open("a") as f:
-            f.write("\n" + out[out.index("[[key]]"):])
-        return key
+    def log_file(self, name: str, tls: bool) -> Path:
+        return self.work / f"{name.replace(' ', '-')}-{'tls' if tls else 'http'}.log"
 
-    def spawn(self, name: str, side: str, cmd: list[str], env: dict, tls: bool, port: int,
-              ready_path: str) -> Server:
-        """Starts a server in its own session and times spawn -> first 200 on ready_path."""
-        logf = self.work / f"{name.replace(' ', '-')}-{'tls' if tls else 'http'}.log"
+    def record_group(self, proc: subprocess.Popen) -> None:
+        """Lists a server's process group for bench.sh's trap, in case this driver dies."""
+        with (self.work / "pgids").open("a") as f:
+            f.write(f"{proc.pid}\n")
+
+    def spawn_reference(self, name: str, side: str, cmd: list[str], env: dict, tls: bool, port: int,
+                        ready_path: str) -> Server:
+        """Starts a reference server in its own session and times spawn -> first 200 on ready_path."""
+        logf = self.log_file(name, tls)
         t0 = time.perf_counter()
         with logf.open("ab") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        with (self.work / "pgids").open("a") as f:
-            f.write(f"{proc.pid}\n")
-        s = Server(name, side, port, self.ca if tls else None,
-                   self.inferd_key if side == "inferd" else self.ref_key, proc)
+        self.record_group(proc)
+        s = Server(name, side, port, self.ca if tls else None, self.ref_key, proc)
         self.servers.append(s)
         deadline = t0 + self.a.ready_timeout
         while proc.poll() is None:
@@ -305,17 +303,22 @@ class Bench:
                            f"its log ends:\n{tail}")
 
     def start_inferd(self, tls: bool) -> Server:
-        port = free_port()
-        env = inferd_env()
-        env.update(INFERD_LISTEN=f"127.0.0.1:{port}",
-                   INFERD_TLS_ENABLED="true" if tls else "false",
-                   # Huge quotas, not "off": the limiter still runs, as slowapi does on the reference.
-                   INFERD_RATE_LIMIT_DEFAULT="1000000/second",
-                   INFERD_RATE_LIMIT_ANONYMOUS_PER_IP="1000000/second",
-                   # The default queue: requests wait by time (queue_timeout_ms), not depth.
-                   INFERD_LOG_ACCESS="false")  # the reference runs with --no-access-log
-        return self.spawn("inferd", "inferd", [self.a.inferd, "serve", "--config", str(self.state / "inferd.toml")],
-                          env, tls, port, "/v2/health/ready")
+        """inferd through the harness, in its own session (listed for bench.sh's trap)."""
+        h = harness.Server(self.inferd_state, self.log_file("inferd", tls), {
+            "INFERD_TLS_ENABLED": "true" if tls else "false",
+            # Huge quotas, not "off": the limiter still runs, as slowapi does on the reference.
+            "INFERD_RATE_LIMIT_DEFAULT": "1000000/second",
+            "INFERD_RATE_LIMIT_ANONYMOUS_PER_IP": "1000000/second",
+            # The default queue: requests wait by time (queue_timeout_ms), not depth.
+            "INFERD_LOG_ACCESS": "false",  # the reference runs with --no-access-log
+        }, new_session=True)
+        self.record_group(h.proc)
+        s = Server("inferd", "inferd", 0, self.ca if tls else None, self.inferd_key, h.proc, inferd=h)
+        self.servers.append(s)
+        h.wait_ready(self.a.ready_timeout)
+        s.port, s.ready_s = h.port, h.ready_s
+        log(f"inferd ({'TLS' if tls else 'HTTP'}) ready in {s.ready_s * 1000:.0f} ms on port {s.port}")
+        return s
 
     def start_reference(self, name: str, side: str, model_path: str, preprocess: str, tls: bool,
                         workers: int | None = None) -> Server:
@@ -330,23 +333,35 @@ class Bench:
                    UVICORN_EXTRA=extra,
                    ORT_INTRA_OP_THREADS=str(self.a.ref_ort_threads), ORT_INTER_OP_THREADS="1")
         cmd = [str(Path(self.a.reference) / "load" / "start_server.sh"), str(workers or self.a.ref_workers), str(port)]
-        return self.spawn(name, side, cmd, env, tls, port, "/health")
+        return self.spawn_reference(name, side, cmd, env, tls, port, "/health")
 
     def stop_all(self) -> None:
+        """SIGTERM to every server at once. A reference that ignores it for 20 s is killed with
+        its process group; inferd must exit 0 within 20 s (the harness's check), else this raises
+        once all are stopped."""
         for s in self.servers:
-            if s.proc.poll() is None:
+            if s.inferd:
+                s.inferd.terminate()
+            elif s.proc.poll() is None:
                 s.proc.send_signal(signal.SIGTERM)
+        failures = []
         for s in self.servers:
+            if s.inferd:
+                try:
+                    s.inferd.wait_stopped(timeout=20)
+                except harness.HarnessError as e:
+                    failures.append(e)
+                continue
             try:
                 s.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 log(f"{s.name} ignored SIGTERM for 20 s; SIGKILL to its process group")
                 os.killpg(s.proc.pid, signal.SIGKILL)
                 s.proc.wait(timeout=5)
-            if s.side == "inferd" and s.proc.returncode != 0:
-                log(f"WARNING: inferd exited {s.proc.returncode} on SIGTERM")
         self.servers = []
         (self.work / "pgids").write_text("")  # all stopped: nothing left for bench.sh's trap
+        if failures:
+            raise failures[0]
 
     def wait_quiet(self) -> dict:
         t0 = time.monotonic()
