@@ -83,7 +83,7 @@ fi
 if [ "$which" != dynamic ]; then
     out=dist/inferd-aarch64-linux-gnu-static
     build static "${ARM_STATIC_TARGET_DIR:-target/static}" "-C target-feature=+crt-static" "$out"
-    if aarch64-linux-gnu-readelf -l "$out" | grep -q INTERP; then
+    if aarch64-linux-gnu-readelf -l "$out" | grep INTERP >/dev/null; then
         echo "build-arm.sh: $out has a program interpreter: not static" >&2
         exit 1
     fi

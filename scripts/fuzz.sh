@@ -55,7 +55,11 @@ mapfile -t all < <(cd "$fuzz_dir" && cargo "+$toolchain" fuzz list)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 for t in "${targets[@]}"; do
-    printf '%s\n' "${all[@]}" | grep -qx -- "$t" || { echo "fuzz: no target $t (have: ${all[*]})" >&2; exit 2; }
+    # Not `printf | grep -q`: grep leaving early can SIGPIPE printf, and pipefail then
+    # reports a target that exists as missing (it failed CI once).
+    known=no
+    for a in "${all[@]}"; do [ "$a" = "$t" ] && known=yes; done
+    [ "$known" = yes ] || { echo "fuzz: no target $t (have: ${all[*]})" >&2; exit 2; }
 done
 
 # One build for every target, of inferd without its `inference` feature (fuzz/Cargo.toml: no

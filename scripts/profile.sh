@@ -16,7 +16,7 @@
 #
 # The server is provisioned, started and stopped (exit 0 required) by scripts/lib/inferd.sh.
 # env: INFERD_BIN (default /var/tmp/prof-target/release/inferd), CONNECTIONS (default cores),
-#      PERF_FREQ (samples per second, default 1999). perf uses the cpu-clock software event,
+#      PERF_FREQ (samples per second, default 999). perf uses the cpu-clock software event,
 #      which works where hardware counters are not exposed (virtual machines).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,7 +51,9 @@ API_KEY=$key BENCH_BODY=$body timeout 10 wrk -t1 -c"$conns" -d1s -s "$repo/scrip
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 before=$(ticks)
-perf record -q -e cpu-clock -F "${PERF_FREQ:-1999}" --call-graph dwarf,16384 -p "$pid" \
+# System-wide, then filtered to the server's process: `perf record -p` follows only the
+# threads that exist when it attaches, and connection threads start with the load.
+perf record -q -e cpu-clock -F "${PERF_FREQ:-999}" --call-graph dwarf,16384 -a \
     -o "$tmp/perf.data" -- sleep "$((secs + 1))" 2> "$tmp/perf.log" &
 perf_pid=$!
 API_KEY=$key BENCH_BODY=$body timeout $((secs + 10)) \
@@ -60,7 +62,7 @@ API_KEY=$key BENCH_BODY=$body timeout $((secs + 10)) \
 after=$(ticks)
 wait "$perf_pid"
 requests=$(grep -o 'requests=[0-9]*' "$tmp/wrk.txt" | cut -d= -f2)
-perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf > "$out.folded"
+perf script -i "$tmp/perf.data" --pid "$pid" 2>/dev/null | inferno-collapse-perf > "$out.folded"
 inferno-flamegraph --title "inferd: POST /v2/models/digits/infer, TLS, c=$conns, default config" \
     < "$out.folded" > "$out.svg"
 {
