@@ -28,7 +28,7 @@ impl Admission {
         Origin {
             req,
             client: self.client,
-            route: self.route,
+            route: Some(self.route),
         }
     }
 

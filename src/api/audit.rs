@@ -3,6 +3,7 @@
 //! the lines clients without valid credentials can cause.
 
 use super::error::ApiError;
+use super::route::UNMATCHED;
 use crate::App;
 use crate::auth::Principal;
 use crate::http::{Request, Response};
@@ -17,8 +18,8 @@ pub struct Origin<'a> {
     pub req: &'a Request,
     /// The client address (the peer, or what trusted proxies say).
     pub client: IpAddr,
-    /// The route's label, or "unmatched".
-    pub route: &'static str,
+    /// The route's label; `None` when the path matched no route.
+    pub route: Option<&'static str>,
 }
 
 /// A rate-limit refusal, counted by policy and reason. The limiter running out of room
@@ -69,8 +70,11 @@ pub fn record(
     who: Option<&Principal>,
     started: Instant,
 ) {
-    app.metrics
-        .request(at.route, response.status(), started.elapsed());
+    app.metrics.request(
+        at.route.unwrap_or(UNMATCHED),
+        response.status(),
+        started.elapsed(),
+    );
     if !app.log.access {
         return;
     }
@@ -120,7 +124,7 @@ pub fn audit_event(app: &App, at: Origin, credential: &str, reason: &str, ids: s
         "peer": at.req.conn.peer.to_string(),
         "client": at.client.to_string(),
         "method": at.req.method,
-        "route": if at.route == "unmatched" { "-" } else { at.route },
+        "route": at.route.unwrap_or("-"),
     });
     if let (Some(line), serde_json::Value::Object(ids)) = (line.as_object_mut(), ids) {
         line.extend(ids.into_iter().filter(|(_, v)| !v.is_null()));

@@ -140,10 +140,8 @@ impl Route {
     }
 }
 
-/// The label of a route, or "unmatched".
-pub fn label_of(route: Option<&Route>) -> &'static str {
-    route.map_or("unmatched", Route::label)
-}
+/// The metrics label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
 
 fn model_route(name: &str, version: Option<&str>, rest: &[&str]) -> Option<(Route, &'static str)> {
     let model = || ModelPath {

@@ -10,7 +10,7 @@ use super::cors::Cors;
 use super::error::ApiError;
 use super::forwarded;
 use super::handlers;
-use super::route::{Route, label_of};
+use super::route::{Route, UNMATCHED};
 use crate::auth::Scope;
 use crate::http::{Handler, Request, Response, Verdict};
 use crate::limiter::{RateLimited, Standing};
@@ -45,7 +45,7 @@ impl Handler for Router {
         let at = Origin {
             req: head,
             client,
-            route: label_of(resolved.as_ref().map(|(r, _)| r)),
+            route: resolved.as_ref().map(|(r, _)| r.label()),
         };
         let (response, standing) = match authorize(&app, at, resolved) {
             Ok(Decision::Proceed(route, who)) => {
@@ -149,7 +149,7 @@ impl Router {
             _ => ApiError::Starting.into_response(),
         };
         self.appliance.metrics.request(
-            label_of(route.as_ref()),
+            route.as_ref().map_or(UNMATCHED, Route::label),
             response.status(),
             started.elapsed(),
         );
@@ -191,10 +191,11 @@ fn authorize(
     {
         return Err(ApiError::UnsupportedEncoding);
     }
+    let label = route.label();
     let admitted = |principal, standing| Admission {
         principal,
         client: at.client,
-        route: at.route,
+        route: label,
         standing,
     };
     let Some(scope) = route.scope() else {

@@ -112,14 +112,6 @@ impl Registry {
     }
 }
 
-/// What making room for a new connection did: `made` is `Err` (which cap) when the
-/// connections in the way are all busy with requests; `evicted` lists the connections closed
-/// to make room (`true`: one of the same address's, `false`: at the global cap).
-pub(super) struct Room {
-    pub(super) made: Result<(), HttpError>,
-    pub(super) evicted: Vec<bool>,
-}
-
 impl Shared {
     pub(super) fn new(settings: &Settings, wake_addr: SocketAddr) -> Shared {
         Shared {
@@ -142,29 +134,29 @@ impl Shared {
     /// Makes room for a new connection from `client` (`None`: a proxy's): one address
     /// holding its share gives up its own connection that has waited longest for a request
     /// head; at the global cap, the connection that has waited longest anywhere goes.
-    pub(super) fn make_room(&self, client: Option<IpAddr>) -> Room {
+    /// `evicted` hears of each (`true`: the same address's). `Err` (which cap) when the
+    /// connections in the way are all busy with requests.
+    pub(super) fn make_room(
+        &self,
+        client: Option<IpAddr>,
+        evicted: impl Fn(bool),
+    ) -> Result<(), HttpError> {
         let mut registry = self.registry();
-        let mut evicted = Vec::new();
         if let Some(client) = client
             && registry.held_by(client) >= self.per_ip_cap
         {
             if !registry.evict_longest_waiting(Some(client)) {
-                let made = Err(HttpError::TooManyFromAddress);
-                return Room { made, evicted };
+                return Err(HttpError::TooManyFromAddress);
             }
-            evicted.push(true);
+            evicted(true);
         }
         if registry.conns.len() >= self.max_connections {
             if !registry.evict_longest_waiting(None) {
-                let made = Err(HttpError::TooManyConnections);
-                return Room { made, evicted };
+                return Err(HttpError::TooManyConnections);
             }
-            evicted.push(false);
+            evicted(false);
         }
-        Room {
-            made: Ok(()),
-            evicted,
-        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for connections to finish: each one completes its request in

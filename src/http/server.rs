@@ -141,11 +141,10 @@ fn accept_loop<H: Handler>(
             let _ = tcp.shutdown(Shutdown::Both);
             continue;
         }
-        let room = shared.make_room(client);
-        for per_address in room.evicted {
-            handler.connection_evicted(per_address);
-        }
-        match room.made {
+        let room = shared.make_room(client, |same_address| {
+            handler.connection_evicted(same_address)
+        });
+        match room {
             Ok(()) => spawn_connection(
                 tcp,
                 peer,
