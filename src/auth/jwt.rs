@@ -367,7 +367,6 @@ impl TokenVerifier {
             return Err(fail("malformed", None, None));
         };
         let (kid, key) = self.signing_key(token)?;
-        let kid = kid.as_str();
         let mut signature = [0u8; 64];
         match Base64UrlSafeNoPadding::decode(&mut signature, signature_b64, None) {
             Ok(s) if s.len() == 64 => {}
@@ -385,19 +384,20 @@ impl TokenVerifier {
     }
 
     /// The key the token's header names: EdDSA only, a `kid` we trust.
-    fn signing_key(&self, token: &str) -> Result<(String, &TrustedKey), AuthError> {
+    /// The kid is the map's own copy, so nothing is allocated per token.
+    fn signing_key(&self, token: &str) -> Result<(&str, &TrustedKey), AuthError> {
         let header = Token::decode_metadata(token).map_err(|_| fail("malformed", None, None))?;
         let kid = header.key_id().filter(|k| !k.is_empty());
         if header.algorithm() != ALG {
             return Err(fail("wrong_alg", kid, None));
         }
         let kid = kid.ok_or_else(|| fail("missing_kid", None, None))?;
-        let key = self
+        let (kid, key) = self
             .keys
             .keys
-            .get(kid)
+            .get_key_value(kid)
             .ok_or_else(|| fail("unknown_kid", Some(kid), None))?;
-        Ok((kid.to_owned(), key))
+        Ok((kid.as_str(), key))
     }
 
     /// jwt-simple checks the signature, then its own view of the time claims. Its time
