@@ -5,6 +5,9 @@
 #   inferd-VERSION-x86_64-linux-static     any x86_64 Linux (+crt-static; the amd64 image's)
 #   inferd-VERSION-aarch64-linux-gnu       glibc 2.34+ (dynamic)
 #   inferd-VERSION-aarch64-linux-static    any aarch64 Linux (+crt-static; the arm64 image's)
+#   inferd-VERSION-install.tar.gz          what scripts/install.sh needs beside a binary:
+#                                          inferd-VERSION/{scripts/install.sh, systemd/,
+#                                          models/, LICENSE, THIRD-PARTY-LICENSES, CHANGELOG.md}
 #   inferd-VERSION-image.oci.tar           OCI archive: a multi-arch image (linux/amd64 +
 #                                          linux/arm64) tagged VERSION (scripts/image.sh)
 #   inferd-VERSION-x86_64.cdx.json,        CycloneDX 1.5 SBOMs (cargo-cyclonedx): the crates in
@@ -183,6 +186,21 @@ image() {
     rm -rf "$(dirname "$layout")"
 }
 
+# The install bundle: put a release binary at its top as ./inferd, run scripts/install.sh.
+bundle() {
+    local top=inferd-$version tmp
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/$top/scripts" "$tmp/$top/systemd"
+    cp scripts/install.sh "$tmp/$top/scripts/"
+    cp systemd/inferd.service systemd/README.md "$tmp/$top/systemd/"
+    cp -R models "$tmp/$top/models"
+    cp LICENSE CHANGELOG.md dist/THIRD-PARTY-LICENSES "$tmp/$top/"
+    tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+        -C "$tmp" -cf - "$top" | gzip -n -9 >"dist/$top-install.tar.gz"
+    rm -rf "$tmp"
+    say "dist/$top-install.tar.gz: $(stat -c %s "dist/$top-install.tar.gz") bytes"
+}
+
 sign() {
     local bin=dist/inferd-$version-x86_64-linux-gnu
     (cd dist && sha256sum -- * >SHA256SUMS)
@@ -202,6 +220,7 @@ step "aarch64-linux-gnu" build aarch64-linux-gnu aarch64-unknown-linux-gnu aarch
 step "aarch64-linux-static" build aarch64-linux-static aarch64-unknown-linux-gnu aarch64-static static
 step "THIRD-PARTY-LICENSES (cargo-about, checked complete)" licenses
 step "SBOM (cargo-cyclonedx)" sbom
+step "install bundle (install.sh, unit, models)" bundle
 step "OCI image linux/amd64 + linux/arm64 (umoci), tested (skopeo, umoci, PID 1)" image
 step "SHA256SUMS, signed with inferd sign, verified (inferd verify, openssl pkeyutl)" sign
 
