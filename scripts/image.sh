@@ -99,7 +99,7 @@ build() {
             --config.cmd serve --config.cmd=--config --config.cmd "$STATE/inferd.toml" \
             --config.cmd=--first-boot --config.cmd=--first-boot-models --config.cmd "$MODELS" \
             --config.volume "$STATE" --config.exposedports 8443/tcp \
-            --config.env MALLOC_MMAP_THRESHOLD_=131072 --config.stopsignal SIGTERM \
+            --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env MALLOC_MMAP_THRESHOLD_=131072 --config.stopsignal SIGTERM \
             --config.label "org.opencontainers.image.title=inferd" \
             --config.label "org.opencontainers.image.version=$version" \
             --config.label "org.opencontainers.image.revision=$revision" \
