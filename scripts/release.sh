@@ -37,9 +37,10 @@
 # SBOMs, image and signature under a minute once cargo-about and cargo-cyclonedx are installed
 # (their first install: ~5 min each). Target directories live outside the checkout, one per
 # artefact (different RUSTFLAGS would rebuild everything in a shared one), under
-# $INFERD_RELEASE_TARGET (default /var/tmp/inferd-release-target): x86_64-gnu, x86_64-static,
-# aarch64 and aarch64-static. With INFERD_RELEASE_TARGET=/var/tmp/inferd-ci-target the two
-# aarch64 ones are CI's. SOURCE_DATE_EPOCH and SOURCE_COMMIT come from the commit.
+# $INFERD_RELEASE_TARGET (default /var/tmp/inferd-ci-target, .ci/run's own default):
+# x86_64-gnu, x86_64-static, aarch64 and aarch64-static, the last the one .ci/run's aarch64
+# step builds, so that a release after a CI run finds it warm. SOURCE_DATE_EPOCH and
+# SOURCE_COMMIT come from the commit.
 #
 # Needs root (the image's files are owned by its uid; its test uses chroot and unshare), the
 # Debian packages of .ci/run's aarch64 step (rustc-web, gcc-aarch64-linux-gnu,
@@ -65,7 +66,7 @@ done
 
 CYCLONEDX_VERSION=0.5.9
 GLIBC_MAX=GLIBC_2.34
-base=${INFERD_RELEASE_TARGET:-/var/tmp/inferd-release-target}
+base=${INFERD_RELEASE_TARGET:-/var/tmp/inferd-ci-target}
 started=$SECONDS
 timings=()
 step() { # NAME COMMAND...: runs it, records its time
