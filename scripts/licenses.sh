@@ -9,7 +9,8 @@
 # Installs cargo-about (pinned version, `cargo install --locked`, ~6 min cold on 2 busy cores)
 # when the one on PATH is missing or another version. Offline: licence texts come from the
 # crates' own sources in cargo's registry cache (fetched by `cargo fetch` if absent); a crate
-# that ships none gets its SPDX licence's standard text. About 5 s once installed.
+# that ships none gets its SPDX licence's standard text. About a minute once installed
+# (cargo-about reads ~300 crates' top-level files and classifies them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: scripts/licenses.sh OUT}
@@ -40,13 +41,15 @@ for t in "${targets[@]}"; do
         | sed 's/ (.*//; s/ v/ /' | grep -v '^inferd ' || true
 done | sort -u >"$tmp/compiled"
 [ -s "$tmp/compiled" ] || die "cargo tree listed no crate"
-awk '
-    /^Used by:$/ { listing = 1; next }
-    /^-{80}$/ { listing = 0; text = 1; lines = 0; next }
-    /^={80}$/ { if (text && lines < 3) short = 1; text = 0; next }
+rule=$(printf '=%.0s' {1..80}) dashes=$(printf -- '-%.0s' {1..80})
+awk -v rule="$rule" -v dashes="$dashes" '
+    function close_section() { if (text && lines < 3) short = 1; text = 0 }
+    $0 == rule { close_section(); next }
+    $0 == "Used by:" { listing = 1; next }
+    $0 == dashes { listing = 0; text = 1; lines = 0; next }
     listing && /^  / { sub(/^  /, ""); print; next }
-    text { lines++ }
-    END { if (text && lines < 3) short = 1; if (short) { print "SHORT-TEXT" > "/dev/stderr"; exit 1 } }
+    text && NF { lines++ }
+    END { close_section(); if (short) { print "a licence section without text" > "/dev/stderr"; exit 1 } }
 ' "$tmp/bundle" | sort -u >"$tmp/covered" || die "a licence section has no text"
 missing=$(comm -23 "$tmp/compiled" "$tmp/covered")
 if [ -n "$missing" ]; then
@@ -54,4 +57,4 @@ if [ -n "$missing" ]; then
 fi
 mv "$tmp/bundle" "$out"
 say "$out: $(wc -l <"$tmp/compiled") crates compiled in, all covered;" \
-    "$(grep -c '^={80}$' "$out") licence texts, $(stat -c %s "$out") bytes"
+    "$(grep -cxF "$rule" "$out") licence texts, $(stat -c %s "$out") bytes"
