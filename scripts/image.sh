@@ -194,13 +194,25 @@ print("\n".join(json.load(open(sys.argv[1]))["process"]["args"]))' "$bundle/conf
     mapfile -t env < <(python3 -c 'import json, sys
 print("\n".join(json.load(open(sys.argv[1]))["process"]["env"]))' "$bundle/config.json")
     [ "$uid" = "$UID_GID" ] || die "the image runs as uid $uid, want $UID_GID"
-    in_image() {
-        env -i "${env[@]}" "$@"
+    # As a runtime does: a new PID and mount namespace, /proc, and the device nodes of the OCI
+    # runtime spec's defaults bound in (the static binary reads /dev/urandom: glibc's static
+    # dlsym cannot find getrandom(), so the getrandom crate falls back to the file), then the
+    # image's environment only and its user.
+    local devs=(null zero full random urandom tty) d
+    for d in "${devs[@]}"; do : >"$rootfs/dev/$d"; done
+    # Call it in a subshell only (`&` or `$(...)`): it execs, so that $! is unshare's pid.
+    in_image() { # VAR=VALUE... -- COMMAND...
+        local vars=()
+        while [ "$1" != -- ]; do vars+=("$1"); shift; done
+        shift
+        # shellcheck disable=SC2016  # the inner script's $1 and $@ are its own
+        exec env -i "${env[@]}" "${vars[@]}" "$(command -v unshare)" --pid --fork --kill-child \
+            --mount-proc="$rootfs/proc" /bin/sh -c \
+            'root=$1; shift; for d in null zero full random urandom tty; do mount --bind "/dev/$d" "$root/dev/$d"; done; exec "$@"' \
+            sh "$rootfs" "$(command -v chroot)" --userspec="$uid:$gid" "$rootfs" "${runner[@]}" "$@"
     }
     log=$bundle/serve.log
-    in_image INFERD_LISTEN=127.0.0.1:0 RUST_LOG=info \
-        unshare --pid --fork --kill-child --mount-proc="$rootfs/proc" \
-        chroot --userspec="$uid:$gid" "$rootfs" "${runner[@]}" "${args[@]}" >"$log" 2>&1 &
+    in_image INFERD_LISTEN=127.0.0.1:0 RUST_LOG=info -- "${args[@]}" >"$log" 2>&1 &
     pid=$!
     local deadline=$((SECONDS + 300))
     until grep -Eq 'ready in [0-9]+ ms' "$log"; do
@@ -229,8 +241,7 @@ print("\n".join(json.load(open(sys.argv[1]))["process"]["env"]))' "$bundle/confi
     grep -q draining "$log" || die "linux/$arch: no drain on SIGTERM"
     say "linux/$arch: first boot on the empty volume as uid $uid, /healthz /readyz and the admin key ok, SIGTERM as PID 1: drained, exit 0"
     local checked
-    checked=$(in_image unshare --pid --fork --kill-child --mount-proc="$rootfs/proc" \
-        chroot --userspec="$uid:$gid" "$rootfs" "${runner[@]}" "$BIN" check --config "$STATE/inferd.toml") \
+    checked=$(in_image -- "$BIN" check --config "$STATE/inferd.toml") \
         || die "linux/$arch: inferd check failed in the unpacked image"
     while IFS= read -r line; do say "linux/$arch inferd check: $line"; done <<<"$checked"
 }
