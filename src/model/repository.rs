@@ -122,7 +122,8 @@ impl ModelRepository {
         let current = self.snapshot();
         let reuse = same_signing(&in_force, settings);
         let names = match settings.enabled.as_slice() {
-            [] => folders::model_names(&settings.dir).map_err(|reason| load_error(&settings.dir, reason))?,
+            [] => folders::model_names(&settings.dir)
+                .map_err(|reason| load_error(&settings.dir, reason))?,
             only => only.to_vec(),
         };
         let mut models = BTreeMap::new();
@@ -317,7 +318,9 @@ impl ModelRepository {
         for name in names {
             let family = served.models.get(&name);
             let on_disk = folders::versions(&settings.dir.join(&name));
-            let mut versions: BTreeSet<u64> = family.map(|f| f.keys().copied().collect()).unwrap_or_default();
+            let mut versions: BTreeSet<u64> = family
+                .map(|f| f.keys().copied().collect())
+                .unwrap_or_default();
             match &on_disk {
                 Ok(found) => versions.extend(found.iter().map(|(v, _)| *v)),
                 Err(reason) if family.is_none() => entries.push(IndexEntry {
@@ -565,7 +568,10 @@ fn default_text(
     default: Option<&str>,
 ) -> Result<Option<String>, String> {
     let is_text = |family: &BTreeMap<u64, Loaded>| {
-        family.values().next_back().is_some_and(|l| l.model.is_text())
+        family
+            .values()
+            .next_back()
+            .is_some_and(|l| l.model.is_text())
     };
     match default {
         Some(name) => match models.get(name) {
