@@ -88,6 +88,56 @@ pub struct ModelsConfig {
     pub default: Option<String>,
     /// Model folders to load; all under `dir` when empty.
     pub enabled: Vec<String>,
+    /// Which versions of a model are served, unless `version_policies` names the model.
+    pub version_policy: VersionPolicy,
+    /// Per model: which of its versions are served.
+    pub version_policies: BTreeMap<String, VersionPolicy>,
+    /// Public keys (`*.pem`, file stem = key id) whose model signatures are trusted.
+    pub trusted_keys_dir: Option<PathBuf>,
+    /// Refuse to load a model version without a valid signature by a trusted key.
+    pub require_signed: bool,
+}
+
+/// Which of a model's numbered versions are served (Triton's and OpenVINO Model Server's
+/// version policies): the newest `K`, the ones listed, or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionPolicy {
+    Latest(usize),
+    Specific(Vec<u64>),
+    All,
+}
+
+impl Default for VersionPolicy {
+    fn default() -> VersionPolicy {
+        VersionPolicy::Latest(1)
+    }
+}
+
+impl VersionPolicy {
+    /// The versions to serve among those `found` (any order), ascending.
+    pub fn select(&self, found: &[u64]) -> Vec<u64> {
+        let mut all = found.to_vec();
+        all.sort_unstable();
+        all.dedup();
+        match self {
+            VersionPolicy::All => all,
+            VersionPolicy::Latest(k) => all.split_off(all.len().saturating_sub(*k)),
+            VersionPolicy::Specific(list) => all.into_iter().filter(|v| list.contains(v)).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for VersionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionPolicy::All => write!(f, "all"),
+            VersionPolicy::Latest(k) => write!(f, "latest {k}"),
+            VersionPolicy::Specific(list) => {
+                let list: Vec<String> = list.iter().map(u64::to_string).collect();
+                write!(f, "specific {}", list.join(","))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +399,15 @@ impl Config {
                 ),
                 default: keys.models.default,
                 enabled: keys.models.enabled,
+                version_policy: keys.models.version_policy,
+                version_policies: keys.models.version_policies,
+                trusted_keys_dir: keys.models.trusted_keys_dir.clone().map(resolve),
+                require_signed: match (keys.models.require_signed, &keys.models.trusted_keys_dir) {
+                    (true, None) => Err(ConfigError::Invalid(
+                        "[models] require_signed needs trusted_keys_dir".into(),
+                    ))?,
+                    (required, _) => required,
+                },
             },
             auth: auth_config(keys.auth, resolve)?,
             rate_limit: rate_limit_config(keys.rate_limit),
@@ -548,6 +607,11 @@ keys! {
         dir: PathBuf => PathBuf, Ok;
         default: String => String, Ok;
         enabled: Vec<String> => Vec<String> = Vec::new(), Ok;
+        version_policy: RawPolicy => VersionPolicy = RawPolicy::default(), policy;
+        version_policies: BTreeMap<String, RawPolicy> => BTreeMap<String, VersionPolicy>
+            = BTreeMap::new(), policies;
+        trusted_keys_dir: PathBuf => PathBuf, Ok;
+        require_signed: bool => bool = false, Ok;
     }
     [auth] {
         api_keys_file: PathBuf => PathBuf, Ok;
@@ -625,7 +689,7 @@ macro_rules! env_value {
     };
 }
 
-env_value!(String => Str, PathBuf => Str, RawRate => Str, u64 => Int, bool => Bool,
+env_value!(String => Str, PathBuf => Str, RawRate => Str, RawPolicy => Str, u64 => Int, bool => Bool,
     Vec<String> => List);
 
 impl<V> EnvValue for BTreeMap<String, V> {
@@ -753,6 +817,103 @@ fn rates(table: BTreeMap<String, RawRate>) -> Result<BTreeMap<String, Rate>, Str
         .map(|(name, raw)| match rate(raw) {
             Ok(rate) => Ok((name, rate)),
             Err(m) => Err(format!("{name}: {m}")),
+        })
+        .collect()
+}
+
+/// A version policy as written: `"all"`, `{ latest = K }`, `{ specific = [1, 3] }`, or the
+/// same as one string (the environment's form): `"latest 2"`, `"specific 1,3"`.
+#[cfg_attr(test, derive(Debug, PartialEq))]
+enum RawPolicy {
+    Text(String),
+    Latest(u64),
+    Specific(Vec<u64>),
+}
+
+impl Default for RawPolicy {
+    fn default() -> RawPolicy {
+        RawPolicy::Latest(1)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyTable {
+    latest: Option<u64>,
+    specific: Option<Vec<u64>>,
+}
+
+impl<'de> Deserialize<'de> for RawPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawPolicy, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(text) => Ok(RawPolicy::Text(text)),
+            table @ toml::Value::Table(_) => match PolicyTable::deserialize(table) {
+                Ok(PolicyTable {
+                    latest: Some(k),
+                    specific: None,
+                }) => Ok(RawPolicy::Latest(k)),
+                Ok(PolicyTable {
+                    latest: None,
+                    specific: Some(list),
+                }) => Ok(RawPolicy::Specific(list)),
+                Ok(_) => Err(D::Error::custom(
+                    "a version policy has exactly one of latest or specific",
+                )),
+                Err(e) => Err(D::Error::custom(e)),
+            },
+            other => Err(D::Error::custom(format!(
+                "{other} is not a version policy like \"all\", {{ latest = 2 }} or \
+                 {{ specific = [1, 3] }}"
+            ))),
+        }
+    }
+}
+
+fn policy(raw: RawPolicy) -> Result<VersionPolicy, String> {
+    let (latest, specific) = match raw {
+        RawPolicy::Latest(k) => (Some(k), None),
+        RawPolicy::Specific(list) => (None, Some(list)),
+        RawPolicy::Text(text) => {
+            let lower = text.trim().to_ascii_lowercase();
+            match lower.split_once(' ') {
+                _ if lower == "all" => return Ok(VersionPolicy::All),
+                Some(("latest", k)) => (k.trim().parse().ok().or(Some(0)), None),
+                Some(("specific", list)) => {
+                    let parsed: Result<Vec<u64>, _> =
+                        list.split(',').map(|v| v.trim().parse()).collect();
+                    (
+                        None,
+                        Some(parsed.map_err(|_| format!("{text:?}: versions are numbers"))?),
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not \"all\", \"latest K\" or \"specific 1,3\""
+                    ));
+                }
+            }
+        }
+    };
+    match (latest, specific) {
+        (Some(k @ 1..=1000), _) => Ok(VersionPolicy::Latest(k as usize)),
+        (Some(k), _) => Err(format!("latest = {k} must be 1..=1000")),
+        (None, Some(list)) if list.is_empty() || list.contains(&0) => {
+            Err("specific lists versions 1 or above, at least one".into())
+        }
+        (None, Some(list)) => Ok(VersionPolicy::Specific(list)),
+        (None, None) => Err("empty version policy".into()),
+    }
+}
+
+/// `[models.version_policies]`: a policy per model name.
+fn policies(table: BTreeMap<String, RawPolicy>) -> Result<BTreeMap<String, VersionPolicy>, String> {
+    table
+        .into_iter()
+        .map(|(name, raw)| {
+            policy(raw)
+                .map(|p| (name.clone(), p))
+                .map_err(|m| format!("{name}: {m}"))
         })
         .collect()
 }
@@ -1350,12 +1511,50 @@ api_keys_file = "keys.toml"
             assert!(changed, "{name} changes nothing");
             names.push(name);
         }
-        assert_eq!(names.len(), 60);
+        assert_eq!(names.len(), 63);
         assert!(Config::unknown_env_vars(names.into_iter()).is_empty());
         assert_eq!(
             Config::unknown_env_vars(["INFERD_RATE_LIMIT_KEYS".to_string()].into_iter()),
             vec!["INFERD_RATE_LIMIT_KEYS"]
         );
+    }
+
+    #[test]
+    fn version_policies_parse_in_toml_and_env_forms_and_select() {
+        let text = format!(
+            "{MINIMAL}\n[models.version_policies]\na = \"all\"\nb = {{ latest = 2 }}\n\
+             c = {{ specific = [1, 3] }}\n"
+        );
+        let c = parse(&text, &[("INFERD_MODELS_VERSION_POLICY", "latest 3")]).unwrap();
+        let p = &c.models.version_policies;
+        assert_eq!(p["a"], VersionPolicy::All);
+        assert_eq!(p["b"], VersionPolicy::Latest(2));
+        assert_eq!(p["c"], VersionPolicy::Specific(vec![1, 3]));
+        assert_eq!(c.models.version_policy, VersionPolicy::Latest(3));
+        assert_eq!(
+            parse(MINIMAL, &[]).unwrap().models.version_policy,
+            VersionPolicy::Latest(1)
+        );
+        let found = [3, 1, 2, 5];
+        assert_eq!(VersionPolicy::Latest(2).select(&found), vec![3, 5]);
+        assert_eq!(VersionPolicy::Latest(9).select(&found), vec![1, 2, 3, 5]);
+        assert_eq!(p["c"].select(&found), vec![1, 3]);
+        for bad in [
+            "{ latest = 0 }",
+            "{ latest = 1, specific = [1] }",
+            "{ specific = [] }",
+            "\"newest\"",
+            "{ lates = 1 }",
+        ] {
+            let text = format!("{MINIMAL}\n[models.version_policies]\nx = {bad}\n");
+            assert!(parse(&text, &[]).is_err(), "{bad}");
+        }
+        for bad in ["latest", "latest 0", "specific", "specific 1,x", "newest 2"] {
+            let env = [("INFERD_MODELS_VERSION_POLICY", bad)];
+            assert!(parse(MINIMAL, &env).is_err(), "{bad}");
+        }
+        let e = parse(MINIMAL, &[("INFERD_MODELS_REQUIRE_SIGNED", "true")]).unwrap_err();
+        assert!(e.to_string().contains("trusted_keys_dir"), "{e}");
     }
 
     #[test]
