@@ -206,9 +206,22 @@ sign() {
     local bin=dist/inferd-$version-x86_64-linux-gnu
     (cd dist && sha256sum -- * >SHA256SUMS)
     openssl pkey -in "$key" -pubout -out dist/release-key.pem
-    "$bin" sign --key "$key" dist/SHA256SUMS
+    # `inferd sign` writes the raw 64-byte signature, as `openssl pkeyutl -sign -rawin` does
+    # (Ed25519 is deterministic: both give the same bytes). A binary from before `sign` existed
+    # signs with openssl instead, and says so.
+    local has_sign=true
+    "$bin" sign --help >/dev/null 2>&1 || has_sign=false
+    if $has_sign; then
+        "$bin" sign --key "$key" dist/SHA256SUMS
+    else
+        say "this inferd has no 'sign' command: signing with openssl pkeyutl"
+        openssl pkeyutl -sign -rawin -inkey "$key" -in dist/SHA256SUMS -out dist/SHA256SUMS.sig
+    fi
     [ "$(stat -c %s dist/SHA256SUMS.sig)" -eq 64 ] || die "SHA256SUMS.sig is not a raw Ed25519 signature"
-    "$bin" verify --key dist/release-key.pem dist/SHA256SUMS
+    if $has_sign; then
+        "$bin" verify --key dist/release-key.pem dist/SHA256SUMS
+        say "inferd verify: SHA256SUMS.sig is valid"
+    fi
     openssl pkeyutl -verify -pubin -inkey dist/release-key.pem -rawin \
         -in dist/SHA256SUMS -sigfile dist/SHA256SUMS.sig
     (cd dist && sha256sum --quiet -c SHA256SUMS)
