@@ -39,8 +39,9 @@
 # artefact (different RUSTFLAGS would rebuild everything in a shared one), under
 # $INFERD_RELEASE_TARGET (default /var/tmp/inferd-ci-target, .ci/run's own default):
 # x86_64-gnu, x86_64-static, aarch64 and aarch64-static, the last the one .ci/run's aarch64
-# step builds, so that a release after a CI run finds it warm. SOURCE_DATE_EPOCH and
-# SOURCE_COMMIT come from the commit.
+# step builds, so that a release after a CI run finds it warm. SOURCE_COMMIT (for --version)
+# comes from the checkout; SOURCE_DATE_EPOCH (the commit's time) dates the image's and the
+# bundle's files but is kept from cargo (it would rebuild ring and tract each commit).
 #
 # Needs root (the image's files are owned by its uid; its test uses chroot and unshare), the
 # Debian packages of .ci/run's aarch64 step (rustc-web, gcc-aarch64-linux-gnu,
@@ -101,8 +102,10 @@ preflight() {
     version=$(cargo metadata --locked --no-deps --format-version 1 \
         | python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "inferd"))')
     export SOURCE_COMMIT=$commit
+    # Not exported to cargo: the cc crate re-runs the build scripts of ring and tract-linalg
+    # when SOURCE_DATE_EPOCH changes, and with them everything above (a cold build per commit).
+    # The image's and the bundle's file times use it.
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
-    export SOURCE_DATE_EPOCH
     rm -rf dist
     mkdir -p dist
     say "inferd $version (commit $commit), target directories under $base"
@@ -174,7 +177,7 @@ EOF
 image() {
     local layout
     layout=$(mktemp -d)/oci
-    INFERD_IMAGE_LICENSES=dist/THIRD-PARTY-LICENSES scripts/image.sh build "$layout" "$version" \
+    SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH INFERD_IMAGE_LICENSES=dist/THIRD-PARTY-LICENSES scripts/image.sh build "$layout" "$version" \
         "amd64=dist/inferd-$version-x86_64-linux-static" \
         "arm64=dist/inferd-$version-aarch64-linux-static"
     scripts/image.sh test "$layout" "$version"
