@@ -317,17 +317,17 @@ impl ModelRepository {
         let mut entries = Vec::new();
         for name in names {
             let family = served.models.get(&name);
-            let on_disk = folders::versions(&settings.dir.join(&name));
             let mut versions: BTreeSet<u64> = family
                 .map(|f| f.keys().copied().collect())
                 .unwrap_or_default();
-            match &on_disk {
+            match folders::versions(&settings.dir.join(&name)) {
                 Ok(found) => versions.extend(found.iter().map(|(v, _)| *v)),
+                // A folder that cannot be read, with nothing served from it.
                 Err(reason) if family.is_none() => entries.push(IndexEntry {
                     name: name.clone(),
                     version: String::new(),
                     state: State::Unavailable,
-                    reason: reason.clone(),
+                    reason,
                 }),
                 Err(_) => {}
             }
@@ -341,9 +341,11 @@ impl ModelRepository {
                     (false, Some(Note::Unloaded)) => (State::Unavailable, "unloaded".into()),
                     (false, None) => (State::Unavailable, not_served(&name, version, &settings)),
                 };
+                let version = version.to_string();
+                let name = name.clone();
                 entries.push(IndexEntry {
-                    name: name.clone(),
-                    version: version.to_string(),
+                    name,
+                    version,
                     state,
                     reason,
                 });
