@@ -1,4 +1,7 @@
-//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`.
+//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`; `sign`,
+//! `verify` and `model sign|verify` live in [`sign`].
+
+mod sign;
 
 use crate::config::Config;
 use crate::provision::{self, InitOptions, ProvisionError};
@@ -97,6 +100,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    #[command(flatten)]
+    Signing(sign::SignCommand),
+    /// Model version folders: sign, verify.
+    Model {
+        #[command(subcommand)]
+        command: sign::ModelSignCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +172,8 @@ pub enum CliError {
     Signals(std::io::Error),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 /// Runs a parsed command.
@@ -215,6 +227,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Apikey {
             command: ApikeyCommand::New { id, scopes },
         } => apikey_new(&id, scopes),
+        Command::Signing(command) => sign::run(command),
+        Command::Model { command } => sign::run_model(command),
     }
 }
 
