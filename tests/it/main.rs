@@ -16,5 +16,6 @@ mod openapi;
 mod predict;
 mod reload;
 mod shutdown;
+mod signing;
 mod support;
 mod tls;
