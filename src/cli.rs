@@ -45,6 +45,13 @@ pub enum Command {
         /// Print {"config","api_key","ca_cert","token_private_key","token_key_id"} as JSON.
         #[arg(long)]
         json: bool,
+        /// Load only model folders signed by a trusted key (`inferd model sign`).
+        #[arg(long)]
+        require_signed_models: bool,
+        /// A public key (KID.pem) trusted to sign models (repeatable); without one, a new
+        /// signing keypair is made and its private half left to move off the device.
+        #[arg(long = "model-key", requires = "require_signed_models")]
+        model_keys: Vec<PathBuf>,
     },
     /// Run the appliance.
     Serve {
@@ -185,11 +192,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             names,
             models,
             json,
+            require_signed_models,
+            model_keys,
         } => {
             let options = InitOptions {
                 listen,
                 names,
                 models_dir: models,
+                model_signing: sign::model_signing(require_signed_models, model_keys),
             };
             init(&dir, &options, json)
         }
@@ -252,6 +262,7 @@ fn init(dir: &Path, options: &InitOptions, json: bool) -> Result<(), CliError> {
         "admin API key (shown once, stored only as a hash):\n  {}",
         p.api_key
     );
+    sign::print_signed_models(&p);
     Ok(())
 }
 
@@ -430,6 +441,7 @@ fn demo(dir: &Path, models: &Path, listen: &str) -> Result<(), CliError> {
                 listen: listen.into(),
                 names,
                 models_dir: models.into(),
+                ..InitOptions::default()
             },
         )?;
     }

@@ -2,6 +2,7 @@
 //! on a provisioning station, in the format `openssl pkeyutl -rawin` reads and writes.
 
 use super::CliError;
+use crate::provision::{ModelSigning, Provisioned};
 use crate::signing::{self, Signer, TrustedKeys};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -113,4 +114,43 @@ fn sign(key: &Path, files: &[PathBuf]) -> Result<(), CliError> {
         println!("{} (key {})", sig.display(), signer.kid());
     }
     Ok(())
+}
+
+/// `init --require-signed-models [--model-key PUB.pem]...` as provisioning options.
+pub fn model_signing(require: bool, keys: Vec<PathBuf>) -> ModelSigning {
+    match (require, keys.is_empty()) {
+        (false, _) => ModelSigning::Off,
+        (true, true) => ModelSigning::NewKey,
+        (true, false) => ModelSigning::Trust(keys),
+    }
+}
+
+/// What `init` printed about signed models: the keys, the private key to move off the
+/// device, and how to sign the models that are not signed yet.
+pub fn print_signed_models(p: &Provisioned) {
+    let Some(s) = &p.signed_models else {
+        return;
+    };
+    println!(
+        "models:    only signed model folders load; trusted keys in {}: {}",
+        s.trusted_keys_dir.display(),
+        s.key_ids.join(", ")
+    );
+    let key = match &s.signing_key {
+        Some(key) => {
+            println!(
+                "model signing key (private, 0600): {}\n  move it to the provisioning station and delete it here: \
+                 whoever holds it can ship models this device loads",
+                key.display()
+            );
+            key.display().to_string()
+        }
+        None => "KEY.key.pem".to_owned(),
+    };
+    if !s.unsigned.is_empty() {
+        println!("not signed yet, so refused until signed (on the provisioning station):");
+        for folder in &s.unsigned {
+            println!("  inferd model sign {} --key {key}", folder.display());
+        }
+    }
 }

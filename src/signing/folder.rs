@@ -94,6 +94,43 @@ pub fn verify_folder(dir: &Path, trusted: &TrustedKeys) -> Result<String, Signin
     Ok(kid)
 }
 
+/// Model folders under `models` that carry no signature: each `NAME/N/` of a model with
+/// numbered versions, else `NAME/` itself. For `inferd init` to say what will be refused;
+/// an unreadable `models` lists nothing.
+pub fn unsigned_folders(models: &Path) -> Vec<PathBuf> {
+    let subdirs = |dir: &Path| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    let numbered = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut unsigned = Vec::new();
+    for model in subdirs(models) {
+        let versions: Vec<PathBuf> = subdirs(&model).into_iter().filter(numbered).collect();
+        let folders = if versions.is_empty() {
+            vec![model]
+        } else {
+            versions
+        };
+        unsigned.extend(
+            folders
+                .into_iter()
+                .filter(|f| !f.join(MANIFEST_SIG).exists()),
+        );
+    }
+    unsigned
+}
+
 fn read_manifest(path: &Path) -> Result<Vec<u8>, SigningError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,

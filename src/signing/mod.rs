@@ -4,7 +4,7 @@
 
 mod folder;
 
-pub use folder::{MANIFEST, MANIFEST_SIG, sign_folder, verify_folder};
+pub use folder::{MANIFEST, MANIFEST_SIG, sign_folder, unsigned_folders, verify_folder};
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use rustls_pki_types::pem::PemObject;
@@ -200,23 +200,9 @@ impl TrustedKeys {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), SigningError> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let kid = name.strip_suffix(".pem").unwrap_or(name);
-        let pem = std::fs::read(path).map_err(|e| key_error(path, e.to_string()))?;
-        if PrivatePkcs8KeyDer::from_pem_slice(&pem).is_ok() {
-            return Err(key_error(
-                path,
-                "a private key; trusted keys are public keys only (keep the private key off the device)",
-            ));
-        }
-        let spki = SubjectPublicKeyInfoDer::from_pem_slice(&pem)
-            .map_err(|_| key_error(path, "not a public key in SPKI PEM (BEGIN PUBLIC KEY)"))?;
-        let raw = spki
-            .as_ref()
-            .strip_prefix(&ED25519_SPKI_PREFIX[..])
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .ok_or_else(|| key_error(path, "not an Ed25519 public key"))?;
-        self.add(kid, raw);
+        let (kid, pem) = read_public_key(path)?;
+        let raw = public_key_bytes(path, pem.as_bytes())?;
+        self.add(&kid, raw);
         Ok(())
     }
 
@@ -263,6 +249,34 @@ impl TrustedKeys {
                 count: self.keys.len(),
             })
     }
+}
+
+/// Reads and checks an Ed25519 public key file: (key id = file stem without `.pem`, PEM
+/// text). A private key is refused: it has no place among trusted keys.
+pub fn read_public_key(path: &Path) -> Result<(String, String), SigningError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let kid = name.strip_suffix(".pem").unwrap_or(name);
+    if kid.is_empty() {
+        return Err(key_error(path, "no file name to take the key id from"));
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| key_error(path, e.to_string()))?;
+    public_key_bytes(path, pem.as_bytes())?;
+    Ok((kid.to_owned(), pem))
+}
+
+fn public_key_bytes(path: &Path, pem: &[u8]) -> Result<[u8; 32], SigningError> {
+    if PrivatePkcs8KeyDer::from_pem_slice(pem).is_ok() {
+        return Err(key_error(
+            path,
+            "a private key; trusted keys are public keys only (keep the private key off the device)",
+        ));
+    }
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+        .map_err(|_| key_error(path, "not a public key in SPKI PEM (BEGIN PUBLIC KEY)"))?;
+    spki.as_ref()
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| key_error(path, "not an Ed25519 public key"))
 }
 
 /// Reads a signature file: exactly 64 bytes, else a clear error (absent: `Unsigned`).
