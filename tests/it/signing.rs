@@ -214,3 +214,52 @@ fn signed_model_folder_checks_with_sha256sum_and_refuses_a_changed_or_added_file
         text(&out)
     );
 }
+
+#[test]
+fn init_require_signed_models_key_signs_what_it_lists_as_unsigned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let version = dir.join("models/digits/1");
+    std::fs::create_dir_all(&version).unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/digits");
+    for name in ["model.onnx", "model.toml"] {
+        std::fs::copy(bundled.join(name), version.join(name)).unwrap();
+    }
+    let init = [
+        "init",
+        "state",
+        "--models",
+        "models",
+        "--require-signed-models",
+        "--json",
+    ];
+    let out = inferd(&init, dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let signed = &p["signed_models"];
+    assert_eq!(signed["unsigned"][0], version.display().to_string(), "{p}");
+    let config = std::fs::read_to_string(dir.join("state/inferd.toml")).unwrap();
+    assert!(
+        config.contains("trusted_keys_dir = \"model_keys\""),
+        "{config}"
+    );
+    assert!(config.contains("require_signed = true"), "{config}");
+
+    let key = signed["signing_key"].as_str().unwrap();
+    let out = inferd(&["model", "sign", "models/digits/1", "--key", key], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let verify = [
+        "model",
+        "verify",
+        "models/digits/1",
+        "--keys",
+        "state/model_keys",
+    ];
+    let out = inferd(&verify, dir);
+    let kid = signed["key_ids"][0].as_str().unwrap();
+    assert!(
+        text(&out).contains(&format!("signed by key {kid}")),
+        "{}",
+        text(&out)
+    );
+}
