@@ -224,19 +224,32 @@ fn write_model_keys(
     models: &Path,
 ) -> Result<Option<SignedModels>, ProvisionError> {
     let keys_dir = dir.join("model_keys");
-    let given = match signing {
+    let (key_ids, signing_key) = match signing {
         ModelSigning::Off => return Ok(None),
         ModelSigning::Trust(keys) if keys.is_empty() => {
             return Err(ProvisionError::Keys(
                 "no model key to trust: every model would be refused".into(),
             ));
         }
-        ModelSigning::Trust(keys) => keys.as_slice(),
-        ModelSigning::NewKey => &[],
+        ModelSigning::Trust(keys) => (copy_public_keys(&keys_dir, keys)?, None),
+        ModelSigning::NewKey => {
+            let (kid, private) = new_model_key(dir, &keys_dir)?;
+            (vec![kid], Some(private))
+        }
     };
-    create_dir(&keys_dir, 0o755)?;
+    Ok(Some(SignedModels {
+        trusted_keys_dir: keys_dir,
+        key_ids,
+        signing_key,
+        unsigned: crate::signing::unsigned_folders(models),
+    }))
+}
+
+/// Checks each public key (a private one is refused) and copies it as `keys_dir/<stem>.pem`.
+fn copy_public_keys(keys_dir: &Path, keys: &[PathBuf]) -> Result<Vec<String>, ProvisionError> {
+    create_dir(keys_dir, 0o755)?;
     let mut key_ids = Vec::new();
-    for path in given {
+    for path in keys {
         let (kid, pem) = crate::signing::read_public_key(path)
             .map_err(|e| ProvisionError::Keys(e.to_string()))?;
         if key_ids.contains(&kid) {
@@ -247,27 +260,21 @@ fn write_model_keys(
         write_atomic(&keys_dir.join(format!("{kid}.pem")), pem.as_bytes(), 0o644)?;
         key_ids.push(kid);
     }
-    let mut signing_key = None;
-    if given.is_empty() {
-        let (private_pem, public_pem, kid) = jwt::keypair();
-        let private_dir = dir.join("model-signing-key");
-        create_dir(&private_dir, 0o700)?;
-        let private = private_dir.join(format!("{kid}.key.pem"));
-        write_atomic(&private, private_pem.as_bytes(), 0o600)?;
-        write_atomic(
-            &keys_dir.join(format!("{kid}.pem")),
-            public_pem.as_bytes(),
-            0o644,
-        )?;
-        signing_key = Some(private);
-        key_ids.push(kid);
-    }
-    Ok(Some(SignedModels {
-        trusted_keys_dir: keys_dir,
-        key_ids,
-        signing_key,
-        unsigned: crate::signing::unsigned_folders(models),
-    }))
+    Ok(key_ids)
+}
+
+/// A new model-signing keypair: the public half trusted in `keys_dir`, the private half in
+/// `dir/model-signing-key/`. Returns (kid, private key path).
+fn new_model_key(dir: &Path, keys_dir: &Path) -> Result<(String, PathBuf), ProvisionError> {
+    let (private_pem, public_pem, kid) = jwt::keypair();
+    let private_dir = dir.join("model-signing-key");
+    create_dir(keys_dir, 0o755)?;
+    create_dir(&private_dir, 0o700)?;
+    let private = private_dir.join(format!("{kid}.key.pem"));
+    write_atomic(&private, private_pem.as_bytes(), 0o600)?;
+    let public = keys_dir.join(format!("{kid}.pem"));
+    write_atomic(&public, public_pem.as_bytes(), 0o644)?;
+    Ok((kid, private))
 }
 
 fn create_dir(path: &Path, mode: u32) -> Result<(), ProvisionError> {

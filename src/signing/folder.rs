@@ -211,18 +211,8 @@ fn walk_into(
         return Err(refused(dir, "nested too deep for a model folder"));
     }
     for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        let path = entry.path();
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| refused(&path, "name is not UTF-8"))?;
-        if name.contains('\\') || name.contains(char::is_control) {
-            return Err(refused(
-                &path,
-                "name holds a backslash, newline or other control character",
-            ));
-        }
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        let name = checked_name(&path)?;
         if depth == 0 && (name == MANIFEST || name == MANIFEST_SIG) {
             continue;
         }
@@ -231,10 +221,11 @@ fn walk_into(
         let kind = meta.file_type();
         if kind.is_dir() {
             walk_into(&path, &format!("{rel}/"), depth + 1, out)?;
-        } else if kind.is_file() {
-            if out.len() == MAX_FILES {
-                return Err(refused(dir, "more than 10000 files; not a model folder"));
-            }
+        } else if !kind.is_file() {
+            return Err(refused(&path, not_regular(kind.is_symlink())));
+        } else if out.len() == MAX_FILES {
+            return Err(refused(dir, "more than 10000 files; not a model folder"));
+        } else {
             let (dev, ino) = (meta.dev(), meta.ino());
             out.push(Found {
                 rel,
@@ -242,19 +233,33 @@ fn walk_into(
                 dev,
                 ino,
             });
-        } else if kind.is_symlink() {
-            return Err(refused(
-                &path,
-                "a symbolic link; a signed folder holds regular files only",
-            ));
-        } else {
-            return Err(refused(
-                &path,
-                "a special file (device, FIFO or socket); a signed folder holds regular files only",
-            ));
         }
     }
     Ok(())
+}
+
+/// The entry's name, if `sha256sum` would write it unescaped: UTF-8, no backslash, no
+/// newline or other control character.
+fn checked_name(path: &Path) -> Result<&str, SigningError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| refused(path, "name is not UTF-8"))?;
+    if name.contains('\\') || name.contains(char::is_control) {
+        return Err(refused(
+            path,
+            "name holds a backslash, newline or other control character",
+        ));
+    }
+    Ok(name)
+}
+
+fn not_regular(symlink: bool) -> &'static str {
+    if symlink {
+        "a symbolic link; a signed folder holds regular files only"
+    } else {
+        "a special file (device, FIFO or socket); a signed folder holds regular files only"
+    }
 }
 
 /// Lowercase hex SHA-256 of a found file, streamed in 64 KiB pieces. The file opened must be
@@ -286,6 +291,7 @@ fn hash(file: &Found) -> Result<String, SigningError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     fn folder() -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
@@ -412,6 +418,11 @@ mod tests {
         std::fs::write(dir.join("a\\b"), b"x").unwrap();
         assert!(sign_folder(&dir, &key).is_err());
         std::fs::remove_file(dir.join("a\\b")).unwrap();
+        let latin1 = dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::write(&latin1, b"x").unwrap();
+        let err = sign_folder(&dir, &key).unwrap_err().to_string();
+        assert!(err.contains("name is not UTF-8"), "{err}");
+        std::fs::remove_file(&latin1).unwrap();
         let _socket = std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
         let err = sign_folder(&dir, &key).unwrap_err().to_string();
         assert!(err.contains("sock: a special file"), "{err}");
