@@ -72,7 +72,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
     },
-    /// Make a new Ed25519 token keypair (for a provisioning station).
+    /// Make a new Ed25519 keypair (for a provisioning station): signs tokens, models, files.
     Keygen {
         #[arg(long)]
         out: PathBuf,
@@ -278,7 +278,8 @@ fn keygen(out: &Path) -> Result<(), CliError> {
     provision::write_atomic(&private, private_pem.as_bytes(), 0o600)?;
     provision::write_atomic(&public, public_pem.as_bytes(), 0o644)?;
     println!(
-        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
+        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir for tokens, or \
+         [models] trusted_keys_dir for model signatures): {}",
         private.display(),
         public.display()
     );
