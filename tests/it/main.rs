@@ -17,5 +17,6 @@ mod predict;
 mod reload;
 mod repository;
 mod shutdown;
+mod signing;
 mod support;
 mod tls;
