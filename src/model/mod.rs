@@ -2,7 +2,9 @@
 //! once at start, and the two things a request can ask of a model (classify text, infer on
 //! tensors), both run on the bounded inference pool.
 
+pub mod files;
 pub mod manifest;
+pub mod onnx;
 pub mod pool;
 // Without the `inference` feature, stand-ins with the same API that fail every model load.
 #[cfg_attr(not(feature = "inference"), path = "runtime_off.rs")]
