@@ -78,8 +78,7 @@ pub fn inside(dir: &Path, relative: &str) -> Result<PathBuf, String> {
     let mut at = dir.to_path_buf();
     for component in path.components() {
         at.push(component);
-        let meta = std::fs::symlink_metadata(&at)
-            .map_err(|e| format!("{}: {e}", at.display()))?;
+        let meta = std::fs::symlink_metadata(&at).map_err(|e| format!("{}: {e}", at.display()))?;
         if meta.file_type().is_symlink() {
             return Err(format!("{} is a symlink", at.display()));
         }
@@ -148,7 +147,11 @@ mod tests {
     fn a_folder_is_not_a_file_and_garbage_is_not_onnx() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("d")).unwrap();
-        assert!(inside(tmp.path(), "d").unwrap_err().contains("regular file"));
+        assert!(
+            inside(tmp.path(), "d")
+                .unwrap_err()
+                .contains("regular file")
+        );
         assert!(check_files(tmp.path(), b"\xff\xff").is_err());
     }
 

@@ -2,7 +2,9 @@
 //! once at start, and the two things a request can ask of a model (classify text, infer on
 //! tensors), both run on the bounded inference pool.
 
+pub mod add;
 pub mod files;
+pub mod inspect;
 pub mod manifest;
 pub mod onnx;
 pub mod pool;
