@@ -307,6 +307,32 @@ fn stage(
     Ok(manifest)
 }
 
+/// An error about the staged copy, said of the file the user gave (the staging folder is
+/// gone by the time it is printed).
+fn from_source(e: ModelError, onnx_path: &Path, opts: &AddOptions) -> ModelError {
+    let refused = |reason: String| ModelError::Load {
+        path: onnx_path.display().to_string(),
+        reason: format!("refused, nothing written: {reason}"),
+    };
+    match e {
+        ModelError::Load { reason, .. } | ModelError::Manifest { reason, .. } => refused(reason),
+        ModelError::Tokenizer { reason, .. } => ModelError::Tokenizer {
+            path: opts
+                .tokenizer
+                .as_deref()
+                .unwrap_or(Path::new("tokenizer.json"))
+                .display()
+                .to_string(),
+            reason: format!("refused, nothing written: {reason}"),
+        },
+        ModelError::Inference(reason) => refused(format!("the first run failed: {reason}")),
+        ModelError::Input { message, .. } | ModelError::Invalid { message, .. } => {
+            refused(format!("the first run on zero input failed: {message}"))
+        }
+        other => other,
+    }
+}
+
 /// Adds `onnx_path` to the repository as `DIR/NAME/N/`. On any failure, nothing is left:
 /// not the staging folder, not a folder this call created.
 pub fn add(onnx_path: &Path, opts: &AddOptions) -> Result<Added, ModelError> {
@@ -346,7 +372,7 @@ pub fn add(onnx_path: &Path, opts: &AddOptions) -> Result<Added, ModelError> {
             Ok(model)
         });
     let _ = std::fs::remove_dir_all(&staging);
-    match result {
+    match result.map_err(|e| from_source(e, onnx_path, opts)) {
         Ok(model) => Ok(Added {
             dir: target,
             version,
