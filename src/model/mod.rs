@@ -197,13 +197,19 @@ impl Model {
             path: onnx_path.display().to_string(),
             reason,
         };
-        let bytes = std::fs::read(&onnx_path).map_err(|e| load_err(e.to_string()))?;
+        let bytes = files::read_onnx(&onnx_path).map_err(load_err)?;
+        files::check_files(dir, &bytes).map_err(load_err)?;
         let graph = Graph::parse(&bytes).map_err(load_err)?;
         check_graph(&graph, &manifest).map_err(load_err)?;
         let runner = match (&manifest.task, &manifest.text) {
             (Task::TextClassification, Some(spec)) => Runner::Text {
                 pre: Box::new(Preprocessor::load(
-                    &dir.join(&spec.tokenizer),
+                    &files::inside(dir, &spec.tokenizer).map_err(|reason| {
+                        ModelError::Tokenizer {
+                            path: dir.join(&spec.tokenizer).display().to_string(),
+                            reason,
+                        }
+                    })?,
                     spec.clone(),
                 )?),
                 plans: text_plans(&graph, &manifest, spec).map_err(load_err)?,

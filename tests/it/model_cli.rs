@@ -342,6 +342,37 @@ fn external_data_outside_the_model_folder_is_refused() {
     }
 }
 
+#[test]
+fn a_served_model_whose_external_data_escapes_its_folder_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("models");
+    std::fs::create_dir_all(served.join("ext")).unwrap();
+    std::fs::write(tmp.path().join("secret.bin"), [0u8; 16]).unwrap();
+    std::fs::write(
+        served.join("ext/model.onnx"),
+        pb::model_with_external("../../secret.bin"),
+    )
+    .unwrap();
+    std::fs::write(
+        served.join("ext/model.toml"),
+        "name = \"ext\"\nversion = \"1\"\ntask = \"tensor\"\n\
+         [[inputs]]\nname = \"x\"\ndatatype = \"FP32\"\nshape = [-1, 4]\n\
+         [[outputs]]\nname = \"y\"\ndatatype = \"FP32\"\nshape = [-1, 4]\n",
+    )
+    .unwrap();
+    let (_dir, mut config, _) = crate::support::provisioned();
+    config.models.dir = served;
+    config.models.enabled = vec!["ext".into()];
+    let e = match inferd::start(&config) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a model reading outside its folder was served"),
+    };
+    assert!(
+        e.contains("external data \"../../secret.bin\" refused") && e.contains("`..`"),
+        "{e}"
+    );
+}
+
 /// Polls `ok` until it holds or `limit` passes (the keys file is re-read at most once a
 /// second, on use).
 fn within(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
