@@ -170,6 +170,9 @@ fn endpoint(config: Option<&Config>) -> (String, Option<String>) {
     }
 }
 
+/// Largest zero input printed inline in the curl line; above, a python line writes it.
+const INLINE_ELEMENTS: usize = 4096;
+
 /// The OIP request body a client sends: zeros of the model's shapes, or a text.
 fn request_body(added: &Added) -> serde_json::Value {
     let m = &added.model.manifest;
@@ -177,7 +180,9 @@ fn request_body(added: &Added) -> serde_json::Value {
         return json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
             "data": ["I love this, it works wonderfully!"]}]});
     }
+    // It ran on these inputs a moment ago.
     let inputs: Vec<_> = add::zero_inputs(m)
+        .unwrap_or_default()
         .into_iter()
         .map(|t| {
             let datatype = t.data.datatype().as_str();
@@ -194,6 +199,30 @@ fn request_body(added: &Added) -> serde_json::Value {
         })
         .collect();
     json!({ "inputs": inputs })
+}
+
+/// A Python expression of the body with each input's data as `[zero] * n`.
+fn python_zeros(body: &serde_json::Value) -> String {
+    let inputs: Vec<String> = body["inputs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| {
+            let n = i["data"].as_array().map_or(0, Vec::len);
+            let zero = match i["datatype"].as_str() {
+                Some("FP32") => "0.0",
+                Some("BOOL") => "False",
+                _ => "0",
+            };
+            format!(
+                "{{\"name\": {}, \"shape\": {}, \"datatype\": {}, \"data\": [{zero}] * {n}}}",
+                i["name"], i["shape"], i["datatype"]
+            )
+            .replace('\'', "'\\''")
+        })
+        .collect();
+    format!("{{\"inputs\": [{}]}}", inputs.join(", "))
 }
 
 /// `GET /v2/models/{name}` as the server answers it (mirrors
@@ -235,8 +264,24 @@ fn print_added(added: &Added, config: Option<&Config>) {
     let name = added.model.name();
     let (base, ca) = endpoint(config);
     let cacert = ca.map(|c| format!("--cacert {c} ")).unwrap_or_default();
+    let body = request_body(added);
+    let elements: usize = body["inputs"].as_array().map_or(0, |a| {
+        a.iter()
+            .map(|i| i["data"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
     // In single quotes for the shell.
-    let body = request_body(added).to_string().replace('\'', "'\\''");
+    let quoted = |v: &serde_json::Value| v.to_string().replace('\'', "'\\''");
+    let data = if elements <= INLINE_ELEMENTS {
+        format!("'{}'", quoted(&body))
+    } else {
+        println!(
+            "The request body is large; write it to request.json first:\n\n  python3 -c \
+             'import json; print(json.dumps({}))' > request.json\n",
+            python_zeros(&body)
+        );
+        "@request.json".to_owned()
+    };
     println!(
         "added {name} version {}: {} (model.onnx, model.toml{}); loaded and ran once\n",
         added.version,
@@ -251,7 +296,7 @@ fn print_added(added: &Added, config: Option<&Config>) {
         "The server serves it after a reload (kill -HUP, systemctl reload inferd). A client \
          with scope predict or predict:{name} sends:\n\n  \
          curl {cacert}-H \"X-API-Key: $INFERD_API_KEY\" -H 'Content-Type: application/json' \
-         -d '{body}' {base}/v2/models/{name}/infer\n"
+         -d {data} {base}/v2/models/{name}/infer\n"
     );
     println!(
         "Its metadata (GET {base}/v2/models/{name}):\n{}",

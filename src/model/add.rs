@@ -208,9 +208,13 @@ pub fn render(m: &Manifest, source: &Path) -> String {
     out
 }
 
+/// Most elements of one made-up input (64 Mi, 256 MiB of FP32): a graph declaring a larger
+/// input is refused before anything is allocated for it.
+pub const MAX_ZERO_ELEMENTS: usize = 1 << 26;
+
 /// Zero-valued inputs of the manifest's shapes (every `-1` as 1): the first run, and the
-/// body of the request `add` prints.
-pub fn zero_inputs(m: &Manifest) -> Vec<Tensor> {
+/// body of the request `add` prints. Refuses a shape above [`MAX_ZERO_ELEMENTS`].
+pub fn zero_inputs(m: &Manifest) -> Result<Vec<Tensor>, String> {
     m.inputs
         .iter()
         .map(|spec| {
@@ -219,7 +223,14 @@ pub fn zero_inputs(m: &Manifest) -> Vec<Tensor> {
                 .iter()
                 .map(|&d| usize::try_from(d).unwrap_or(1).max(1))
                 .collect();
-            let n = super::tensor::element_count(&shape).unwrap_or(0);
+            let n = super::tensor::element_count(&shape)
+                .filter(|&n| n <= MAX_ZERO_ELEMENTS)
+                .ok_or_else(|| {
+                    format!(
+                        "input {:?} of shape {:?} holds more than {MAX_ZERO_ELEMENTS} elements",
+                        spec.name, spec.shape
+                    )
+                })?;
             let data = match spec.datatype {
                 DataType::Fp32 => Data::F32(vec![0.0; n]),
                 DataType::Int64 => Data::I64(vec![0; n]),
@@ -228,11 +239,11 @@ pub fn zero_inputs(m: &Manifest) -> Vec<Tensor> {
                 DataType::Bool => Data::Bool(vec![false; n]),
                 DataType::Bytes => Data::Bytes(vec![Vec::new(); n]),
             };
-            Tensor {
+            Ok(Tensor {
                 name: spec.name.clone(),
                 shape,
                 data,
-            }
+            })
         })
         .collect()
 }
@@ -242,7 +253,8 @@ fn run_once(model: &Model) -> Result<(), ModelError> {
     if model.is_text() {
         return model.classify_now("warm up").map(drop);
     }
-    let checked = model.check(zero_inputs(&model.manifest))?;
+    let zeros = zero_inputs(&model.manifest).map_err(ModelError::Inference)?;
+    let checked = model.check(zeros)?;
     model.infer_now(checked.inputs).map(drop)
 }
 
