@@ -264,6 +264,16 @@ fn print_added(added: &Added, config: Option<&Config>) {
     let name = added.model.name();
     let (base, ca) = endpoint(config);
     let cacert = ca.map(|c| format!("--cacert {c} ")).unwrap_or_default();
+    println!(
+        "added {name} version {}: {} (model.onnx, model.toml{}); loaded and ran once\n",
+        added.version,
+        added.dir.display(),
+        if added.model.is_text() {
+            ", tokenizer.json"
+        } else {
+            ""
+        }
+    );
     let body = request_body(added);
     let elements: usize = body["inputs"].as_array().map_or(0, |a| {
         a.iter()
@@ -276,22 +286,12 @@ fn print_added(added: &Added, config: Option<&Config>) {
         format!("'{}'", quoted(&body))
     } else {
         println!(
-            "The request body is large; write it to request.json first:\n\n  python3 -c \
+            "The request body is large: write it to request.json first,\n\n  python3 -c \
              'import json; print(json.dumps({}))' > request.json\n",
             python_zeros(&body)
         );
         "@request.json".to_owned()
     };
-    println!(
-        "added {name} version {}: {} (model.onnx, model.toml{}); loaded and ran once\n",
-        added.version,
-        added.dir.display(),
-        if added.model.is_text() {
-            ", tokenizer.json"
-        } else {
-            ""
-        }
-    );
     println!(
         "The server serves it after a reload (kill -HUP, systemctl reload inferd). A client \
          with scope predict or predict:{name} sends:\n\n  \
