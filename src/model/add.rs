@@ -89,9 +89,8 @@ fn pick_version(model_dir: &Path, asked: Option<u64>) -> Result<u64, String> {
     }
 }
 
-/// The manifest for a text classifier: inputs as inferd feeds them (int64 `[1, tokens]`),
-/// one FP32 output `[batch, labels]`.
-fn text_manifest(summary: &onnx::Summary, labels: &[String]) -> Result<Manifest, String> {
+/// A text classifier's one output, `FP32 [batch, labels]`.
+fn text_output(summary: &onnx::Summary, labels: &[String]) -> Result<TensorSpec, String> {
     if labels.len() < 2 {
         return Err(
             "a text model (--tokenizer) needs --labels with two or more names, \
@@ -106,15 +105,15 @@ fn text_manifest(summary: &onnx::Summary, labels: &[String]) -> Result<Manifest,
         ));
     };
     let mut out = spec(output, "output")?;
-    match out.shape.last() {
-        Some(&n) if n != -1 && n != labels.len() as i64 => {
-            return Err(format!(
-                "output {:?} has {n} columns but {} labels were given",
-                out.name,
-                labels.len()
-            ));
-        }
-        _ => {}
+    if let Some(&n) = out.shape.last()
+        && n != -1
+        && n != labels.len() as i64
+    {
+        return Err(format!(
+            "output {:?} has {n} columns but {} labels were given",
+            out.name,
+            labels.len()
+        ));
     }
     if out.shape.len() != 2 || out.datatype != DataType::Fp32 {
         return Err(format!(
@@ -123,6 +122,13 @@ fn text_manifest(summary: &onnx::Summary, labels: &[String]) -> Result<Manifest,
         ));
     }
     out.shape = vec![-1, labels.len() as i64];
+    Ok(out)
+}
+
+/// The manifest for a text classifier: inputs as inferd feeds them (int64 `[1, tokens]`),
+/// one FP32 output `[batch, labels]`.
+fn text_manifest(summary: &onnx::Summary, labels: &[String]) -> Result<Manifest, String> {
+    let output = text_output(summary, labels)?;
     let mut seq = -1;
     let mut inputs = Vec::new();
     for value in &summary.inputs {
@@ -146,7 +152,7 @@ fn text_manifest(summary: &onnx::Summary, labels: &[String]) -> Result<Manifest,
     m.task = Task::TextClassification;
     m.labels = labels.to_vec();
     m.inputs = inputs;
-    m.outputs = vec![out];
+    m.outputs = vec![output];
     m.text = Some(super::manifest::TextSpec {
         tokenizer: "tokenizer.json".into(),
         max_tokens,
