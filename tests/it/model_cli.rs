@@ -245,6 +245,62 @@ fn add_copies_runs_and_prints_a_request_the_server_accepts() {
 }
 
 #[test]
+fn add_with_a_tokenizer_makes_a_text_classifier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let sentiment = models_dir().join("sentiment");
+    let onnx = sentiment.join("model.onnx");
+    let tokenizer = sentiment.join("tokenizer.json");
+    let (ok, out, err) = inferd(&[
+        "model",
+        "add",
+        path_arg(&onnx),
+        "--name",
+        "feel",
+        "--models",
+        path_arg(&repo),
+        "--tokenizer",
+        path_arg(&tokenizer),
+        "--labels",
+        "neg,pos",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"datatype\":\"BYTES\",\"name\":\"text\""),
+        "{out}"
+    );
+    let manifest = std::fs::read_to_string(repo.join("feel/1/model.toml")).unwrap();
+    assert!(
+        manifest.contains("task = \"text-classification\""),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("labels = [\"neg\", \"pos\"]"),
+        "{manifest}"
+    );
+    assert_eq!(
+        std::fs::read(repo.join("feel/1/tokenizer.json")).unwrap(),
+        std::fs::read(&tokenizer).unwrap()
+    );
+    // Three labels for a two-column output: refused, nothing written.
+    let (ok, _, err) = inferd(&[
+        "model",
+        "add",
+        path_arg(&onnx),
+        "--name",
+        "feel",
+        "--models",
+        path_arg(&repo),
+        "--tokenizer",
+        path_arg(&tokenizer),
+        "--labels",
+        "a,b,c",
+    ]);
+    assert!(!ok && err.contains("2 columns but 3 labels"), "{err}");
+    assert!(!repo.join("feel/2").exists());
+}
+
+#[test]
 fn add_refuses_what_tract_cannot_run_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("odd.onnx");
