@@ -31,25 +31,17 @@ pub struct Added {
     pub model: Model,
 }
 
-/// Longest model name: it is a folder name, a URL segment and part of a scope.
-const MAX_NAME: usize = 64;
 /// Defaults written into a generated `[text]` (docs/models.md): edit `model.toml` after.
 const MAX_TOKENS: usize = 128;
 const MAX_TEXT_BYTES: usize = 4096;
 
-/// A name usable as a folder, a URL path segment and a `predict:<name>` scope.
+/// A name the repository loads (a folder, a URL path segment, a `predict:<name>` scope).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if ok {
+    if super::folders::valid_name(name) {
         Ok(())
     } else {
         Err(format!(
-            "model name {name:?}: 1 to {MAX_NAME} letters, digits, '_', '-' or '.', not \
+            "model name {name:?}: up to 128 ASCII letters, digits, '_', '-' or '.', not \
              starting with '.'"
         ))
     }
@@ -63,8 +55,12 @@ fn versions(model_dir: &Path) -> Vec<u64> {
     entries
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .filter(|&v| v > 0)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let v = name.parse::<u64>().ok()?;
+            // As the loader reads them: no leading zero, 1 or above.
+            (v >= 1 && v.to_string() == name).then_some(v)
+        })
         .collect()
 }
 
@@ -254,21 +250,32 @@ pub fn zero_inputs(m: &Manifest) -> Result<Vec<Tensor>, String> {
         .collect()
 }
 
-/// Runs a loaded model once as the server's warm-up does: zeros, or the text "warm up".
-fn run_once(model: &Model) -> Result<(), ModelError> {
-    if model.is_text() {
-        return model.classify_now("warm up").map(drop);
+/// Refuses made-up inputs above [`MAX_ZERO_ELEMENTS`] without allocating them.
+fn check_zero_size(m: &Manifest) -> Result<(), String> {
+    for spec in &m.inputs {
+        let shape: Vec<usize> = spec
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(1).max(1))
+            .collect();
+        match super::tensor::element_count(&shape) {
+            Some(n) if n <= MAX_ZERO_ELEMENTS => {}
+            _ => {
+                return Err(format!(
+                    "input {:?} of shape {:?} holds more than {MAX_ZERO_ELEMENTS} elements",
+                    spec.name, spec.shape
+                ));
+            }
+        }
     }
-    let zeros = zero_inputs(&model.manifest).map_err(ModelError::Inference)?;
-    let checked = model.check(zeros)?;
-    model.infer_now(checked.inputs).map(drop)
+    Ok(())
 }
 
-/// Loads a staged version as the server will, and runs it once. (`staged` is a folder
-/// named like the model: the loader takes the name from it.)
-fn load_and_run(staged: &Path) -> Result<Model, ModelError> {
-    let model = Model::load(staged)?;
-    run_once(&model)?;
+/// Loads a staged version as the server will, and runs it once as its warm-up does.
+fn load_and_run(staged: &Path, name: &str, version: u64) -> Result<Model, ModelError> {
+    let model = Model::load(staged, name, version)?;
+    check_zero_size(&model.manifest).map_err(ModelError::Inference)?;
+    model.warm_up()?;
     Ok(model)
 }
 
@@ -373,17 +380,16 @@ pub fn add(onnx_path: &Path, opts: &AddOptions) -> Result<Added, ModelError> {
         opts.name,
         std::process::id()
     ));
-    let staged = staging.join(&opts.name);
-    let result = std::fs::create_dir_all(&staged)
-        .map_err(io_err(&staged))
-        .and_then(|()| stage(onnx_path, &bytes, &staged, opts, version))
-        .and_then(|_| load_and_run(&staged))
+    let result = std::fs::create_dir_all(&staging)
+        .map_err(io_err(&staging))
+        .and_then(|()| stage(onnx_path, &bytes, &staging, opts, version))
+        .and_then(|_| load_and_run(&staging, &opts.name, version))
         .and_then(|model| {
             std::fs::create_dir_all(&model_dir).map_err(io_err(&model_dir))?;
             if target.exists() {
                 return Err(refuse(format!("{} appeared meanwhile", target.display())));
             }
-            std::fs::rename(&staged, &target).map_err(io_err(&target))?;
+            std::fs::rename(&staging, &target).map_err(io_err(&target))?;
             std::fs::File::open(&model_dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io_err(&model_dir))?;
@@ -415,7 +421,7 @@ mod tests {
         for good in ["digits", "my-model_2", "a.b"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".hidden", "a/b", "..", "a b", "é", &"x".repeat(65)] {
+        for bad in ["", ".hidden", "a/b", "..", "a b", "é", &"x".repeat(129)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -451,11 +457,12 @@ mod tests {
              datatype = \"FP32\"\nshape = [-1, 4]\n[[outputs]]\nname = \"out\"\n\
              datatype = \"INT64\"\nshape = [-1]\n",
             "x",
+            1,
         )
         .unwrap();
         m.labels = vec!["a".into(), "b".into()];
         let text = render(&m, Path::new("/tmp/x.onnx"));
-        let back = Manifest::parse(&text, "x").unwrap();
+        let back = Manifest::parse(&text, "x", 1).unwrap();
         assert_eq!(back.inputs[0].name, "in \"q\"");
         assert_eq!(back.outputs[0].shape, vec![-1]);
         assert_eq!(back.labels, m.labels);

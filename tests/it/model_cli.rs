@@ -215,15 +215,9 @@ fn add_copies_runs_and_prints_a_request_the_server_accepts() {
     );
     let manifest = std::fs::read_to_string(version.join("model.toml")).unwrap();
     assert!(manifest.contains("name = \"mine\"\nversion = \"1\"\ntask = \"tensor\""));
-    // Serve the added files (in the single-folder layout every loader reads) and send
-    // exactly what `add` printed.
-    let served = tmp.path().join("served");
-    std::fs::create_dir_all(served.join("mine")).unwrap();
-    for f in ["model.onnx", "model.toml"] {
-        std::fs::copy(version.join(f), served.join("mine").join(f)).unwrap();
-    }
+    // Serve the repository and send exactly what `add` printed.
     let server = TestServer::start_with(|c| {
-        c.models.dir = served.clone();
+        c.models.dir = models.clone();
         c.models.enabled = vec!["mine".into()];
     });
     let body = out
