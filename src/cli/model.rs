@@ -263,6 +263,13 @@ pub fn metadata(model: &crate::model::Model) -> serde_json::Value {
 fn print_added(added: &Added, config: Option<&Config>) {
     let name = added.model.name();
     let (base, ca) = endpoint(config);
+    let signed = match config {
+        Some(c) if c.models.require_signed => format!(
+            " This server loads signed models only: sign {} first (inferd model sign).",
+            added.dir.display()
+        ),
+        _ => String::new(),
+    };
     let cacert = ca.map(|c| format!("--cacert {c} ")).unwrap_or_default();
     println!(
         "added {name} version {}: {} (model.onnx, model.toml{}); loaded and ran once\n",
@@ -293,8 +300,9 @@ fn print_added(added: &Added, config: Option<&Config>) {
         "@request.json".to_owned()
     };
     println!(
-        "The server serves it after a reload (kill -HUP, systemctl reload inferd). A client \
-         with scope predict or predict:{name} sends:\n\n  \
+        "The server serves it after a reload (kill -HUP, systemctl reload inferd, or POST \
+         /v2/repository/models/{name}/load with an admin key).{signed} A client with scope \
+         predict or predict:{name} sends:\n\n  \
          curl {cacert}-H \"X-API-Key: $INFERD_API_KEY\" -H 'Content-Type: application/json' \
          -d {data} {base}/v2/models/{name}/infer\n"
     );
