@@ -241,3 +241,46 @@ pub fn inspect(path: &Path) -> Result<Inspection, ModelError> {
         tract,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(elem_type: i32, dims: Option<Vec<Dim>>) -> onnx::Value {
+        onnx::Value {
+            name: "x".into(),
+            elem_type,
+            dims,
+        }
+    }
+
+    #[test]
+    fn graph_values_become_manifest_tensors_or_a_reason() {
+        let dims = vec![Dim::Symbol("batch".into()), Dim::Size(3), Dim::Unknown];
+        let s = spec(&value(1, Some(dims)), "input").unwrap();
+        assert_eq!((s.datatype, s.shape), (DataType::Fp32, vec![-1, 3, -1]));
+        let e = spec(&value(10, Some(vec![Dim::Size(1)])), "input").unwrap_err();
+        assert!(e.contains("is FP16"), "{e}");
+        assert!(
+            spec(&value(8, Some(vec![Dim::Size(1)])), "input").is_err(),
+            "strings"
+        );
+        let e = spec(&value(1, None), "output").unwrap_err();
+        assert!(e.contains("no shape"), "{e}");
+        assert!(spec(&value(1, Some(vec![])), "output").is_err(), "a scalar");
+    }
+
+    #[test]
+    fn the_report_keeps_symbol_names_and_marks_what_is_not_served() {
+        let io = io(&value(
+            16,
+            Some(vec![Dim::Symbol("n".into()), Dim::Size(2)]),
+        ));
+        assert_eq!((io.datatype, io.served), ("BF16", false));
+        assert_eq!(
+            serde_json::to_string(&io.dims).unwrap(),
+            r#"["n",2]"#.to_string()
+        );
+        assert_eq!(io.shape, Some(vec![-1, 2]));
+    }
+}
