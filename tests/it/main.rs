@@ -16,6 +16,7 @@ mod models;
 mod openapi;
 mod predict;
 mod reload;
+mod repository;
 mod shutdown;
 mod support;
 mod tls;

@@ -223,6 +223,11 @@ impl TestServer {
         }
     }
 
+    /// The app new requests see now.
+    pub fn app(&self) -> Arc<inferd::App> {
+        self.running.as_ref().expect("running").app()
+    }
+
     /// What SIGHUP does, with `config` as the re-read file.
     pub fn reload(&self, config: Config) -> Result<(), inferd::StartError> {
         self.running
