@@ -260,16 +260,41 @@ pub fn metadata(model: &crate::model::Model) -> serde_json::Value {
     })
 }
 
+/// What in the server's config would keep it from serving the new version.
+fn serving_notes(c: &Config, name: &str, added: &Added) -> String {
+    use crate::config::VersionPolicy;
+    let mut notes = String::new();
+    if c.models.require_signed {
+        notes += &format!(
+            " This server loads signed models only: sign {} first (inferd model sign).",
+            added.dir.display()
+        );
+    }
+    if !c.models.enabled.is_empty() && !c.models.enabled.iter().any(|e| e == name) {
+        notes += &format!(" [models] enabled does not list {name:?}: add it, or it is not loaded.");
+    }
+    let policy = c
+        .models
+        .version_policies
+        .get(name)
+        .unwrap_or(&c.models.version_policy);
+    if let VersionPolicy::Specific(versions) = policy
+        && !versions.contains(&added.version)
+    {
+        notes += &format!(
+            " The version policy of {name:?} ({versions:?}) does not select version {}.",
+            added.version
+        );
+    }
+    notes
+}
+
 fn print_added(added: &Added, config: Option<&Config>) {
     let name = added.model.name();
     let (base, ca) = endpoint(config);
-    let signed = match config {
-        Some(c) if c.models.require_signed => format!(
-            " This server loads signed models only: sign {} first (inferd model sign).",
-            added.dir.display()
-        ),
-        _ => String::new(),
-    };
+    let signed = config
+        .map(|c| serving_notes(c, name, added))
+        .unwrap_or_default();
     let cacert = ca.map(|c| format!("--cacert {c} ")).unwrap_or_default();
     println!(
         "added {name} version {}: {} (model.onnx, model.toml{}); loaded and ran once\n",

@@ -239,6 +239,39 @@ fn add_copies_runs_and_prints_a_request_the_server_accepts() {
 }
 
 #[test]
+fn add_with_config_writes_into_its_models_dir_and_says_what_keeps_it_unserved() {
+    let (dir, _, _) = crate::support::provisioned();
+    let config = dir.path().join("state/inferd.toml");
+    let repo = dir.path().join("repo");
+    let out = inferd_command()
+        .args([
+            "model",
+            "add",
+            path_arg(&models_dir().join("digits/model.onnx")),
+        ])
+        .args(["--name", "extra", "--config", path_arg(&config)])
+        .env("INFERD_MODELS_DIR", &repo)
+        .env("INFERD_MODELS_ENABLED", "digits")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(repo.join("extra/1/model.toml").is_file());
+    assert!(
+        text.contains("[models] enabled does not list \"extra\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("--cacert ") && text.contains("/tls/ca.pem"),
+        "{text}"
+    );
+}
+
+#[test]
 fn add_with_a_tokenizer_makes_a_text_classifier() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
