@@ -1,8 +1,14 @@
-//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`.
+//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`; `sign`,
+//! `verify` and `model sign|verify` live in [`sign`].
 
+mod sign;
+
+mod credentials;
+pub mod model;
+
+use crate::StartError;
 use crate::config::Config;
 use crate::provision::{self, InitOptions, ProvisionError};
-use crate::{StartError, auth::api_key};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +48,13 @@ pub enum Command {
         /// Print {"config","api_key","ca_cert","token_private_key","token_key_id"} as JSON.
         #[arg(long)]
         json: bool,
+        /// Load only model folders signed by a trusted key (`inferd model sign`).
+        #[arg(long)]
+        require_signed_models: bool,
+        /// A public key (KID.pem) trusted to sign models (repeatable); without one, a new
+        /// signing keypair is made and its private half left to move off the device.
+        #[arg(long = "model-key", requires = "require_signed_models")]
+        model_keys: Vec<PathBuf>,
     },
     /// Run the appliance.
     Serve {
@@ -64,7 +77,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
     },
-    /// Make a new Ed25519 token keypair (for a provisioning station).
+    /// Make a new Ed25519 keypair (for a provisioning station): signs tokens, models, files.
     Keygen {
         #[arg(long)]
         out: PathBuf,
@@ -99,17 +112,29 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    #[command(flatten)]
+    Signing(sign::SignCommand),
+    /// Bring your own ONNX model (inspect, add) and sign or verify model version folders.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Print a fresh client secret once, and the entry to add to the clients file.
+    /// Print a fresh client secret once; with --config, add its entry to the clients
+    /// file, else print the entry.
     New {
         #[arg(long)]
         id: String,
         /// Scopes the client may be granted (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Add the entry to this config's [auth] clients_file (atomically; the running
+        /// server picks it up within a second).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -138,13 +163,18 @@ pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum ApikeyCommand {
-    /// Print a fresh key once, and the entry to add to the keys file.
+    /// Print a fresh key once; with --config, add its entry to the keys file, else print
+    /// the entry.
     New {
         #[arg(long)]
         id: String,
         /// Scopes: predict, predict:<model>, metrics, admin (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Add the entry to this config's [auth] api_keys_file (atomically; the running
+        /// server picks it up within a second).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -164,6 +194,26 @@ pub enum CliError {
     Signals(std::io::Error),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// `model inspect`: tract cannot load or optimise the file (the report says why).
+    #[error("{path}: inferd cannot serve this model: {reason}")]
+    NotServable {
+        path: String,
+        reason: String,
+    },
+    /// A keys or clients file could not take a new entry (unreadable, invalid, the id
+    /// taken, not configured).
+    #[error("{path}: {reason}")]
+    Entry {
+        path: String,
+        reason: String,
+    },
+    /// An argument clap accepted but the command cannot use.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs a parsed command.
@@ -175,11 +225,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             names,
             models,
             json,
+            require_signed_models,
+            model_keys,
         } => {
             let options = InitOptions {
                 listen,
                 names,
                 models_dir: models,
+                model_signing: sign::model_signing(require_signed_models, model_keys),
             };
             init(&dir, &options, json)
         }
@@ -222,11 +275,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             token(&key, claims)
         }
         Command::Client {
-            command: ClientCommand::New { id, scopes },
-        } => client_new(&id, scopes),
+            command: ClientCommand::New { id, scopes, config },
+        } => credentials::client_new(&id, scopes, config.as_deref()),
         Command::Apikey {
-            command: ApikeyCommand::New { id, scopes },
-        } => apikey_new(&id, scopes),
+            command: ApikeyCommand::New { id, scopes, config },
+        } => credentials::apikey_new(&id, scopes, config.as_deref()),
+        Command::Signing(command) => sign::run(command),
+        Command::Model { command } => model::run(command),
     }
 }
 
@@ -250,6 +305,7 @@ fn init(dir: &Path, options: &InitOptions, json: bool) -> Result<(), CliError> {
         "admin API key (shown once, stored only as a hash):\n  {}",
         p.api_key
     );
+    sign::print_signed_models(&p);
     Ok(())
 }
 
@@ -265,7 +321,8 @@ fn keygen(out: &Path) -> Result<(), CliError> {
     provision::write_atomic(&private, private_pem.as_bytes(), 0o600)?;
     provision::write_atomic(&public, public_pem.as_bytes(), 0o644)?;
     println!(
-        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
+        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir for tokens, or \
+         [models] trusted_keys_dir for model signatures): {}",
         private.display(),
         public.display()
     );
@@ -279,32 +336,6 @@ fn token(key: &Path, mut claims: crate::auth::jwt::Claims) -> Result<(), CliErro
         claims.jti = Some(crate::auth::jwt::random_jti()?);
     }
     println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
-    Ok(())
-}
-
-/// `inferd client new`: a client id and secret for `POST /token`.
-fn client_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
-    let (secret, entry) = crate::auth::client::generate(id, scopes)
-        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-    let file = crate::auth::client::ClientsFile {
-        client: vec![entry],
-    };
-    println!(
-        "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
-        toml::to_string(&file).unwrap_or_default()
-    );
-    Ok(())
-}
-
-/// `inferd apikey new`: an API key and the entry (its hash) for the keys file.
-fn apikey_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
-    let (key, entry) = api_key::generate(id, scopes)
-        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-    let file = api_key::KeysFile { key: vec![entry] };
-    println!(
-        "key (shown once): {key}\n\n# add to the keys file:\n{}",
-        toml::to_string(&file).unwrap_or_default()
-    );
     Ok(())
 }
 
@@ -428,6 +459,7 @@ fn demo(dir: &Path, models: &Path, listen: &str) -> Result<(), CliError> {
                 listen: listen.into(),
                 names,
                 models_dir: models.into(),
+                ..InitOptions::default()
             },
         )?;
     }

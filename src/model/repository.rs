@@ -9,6 +9,7 @@ use super::tensor::Tensor;
 use super::{Checked, Classification, Encoded, Model, ModelError, SLOW_INT8_KERNEL};
 use crate::config::{ModelsConfig, VersionPolicy};
 use crate::metrics::Metrics;
+use crate::signing::{TrustedKeys, verify_folder};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -59,9 +60,11 @@ enum Note {
 /// Every served model, the pool their inference runs on, and what the index reports.
 pub struct ModelRepository {
     served: RwLock<Arc<Served>>,
-    /// The `[models]` settings in force; locked for a whole load, unload or reload, one at
-    /// a time.
+    /// The `[models]` settings in force (held only to read or replace them).
     settings: Mutex<ModelsConfig>,
+    /// Held for a whole load, unload or reload: one at a time, while the index and
+    /// inference go on.
+    changing: Mutex<()>,
     notes: Mutex<BTreeMap<(String, u64), Note>>,
     pool: Arc<Pool>,
     metrics: Metrics,
@@ -84,6 +87,7 @@ impl ModelRepository {
         let repo = ModelRepository {
             served: RwLock::new(Arc::default()),
             settings: Mutex::new(settings.clone()),
+            changing: Mutex::new(()),
             notes: Mutex::new(BTreeMap::new()),
             pool,
             metrics,
@@ -118,7 +122,8 @@ impl ModelRepository {
     /// nothing: on any failure the served set and settings stay as they were, and the
     /// index gives the failing version's reason.
     pub fn reload(&self, settings: &ModelsConfig) -> Result<(), ModelError> {
-        let mut in_force = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let in_force = self.settings();
         let current = self.snapshot();
         let reuse = same_signing(&in_force, settings);
         let names = match settings.enabled.as_slice() {
@@ -152,7 +157,7 @@ impl ModelRepository {
         for name in unserved {
             self.note_all(&settings.dir, &name, Note::Unloaded);
         }
-        *in_force = settings.clone();
+        *lock(&self.settings) = settings.clone();
         Ok(())
     }
 
@@ -161,7 +166,8 @@ impl ModelRepository {
     /// stay; the others load and run once. On failure the versions serving before stay.
     /// Returns the versions now served.
     pub fn load_model(&self, name: &str) -> Result<Vec<u64>, ModelError> {
-        let settings = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let settings = self.settings();
         self.known(name, &settings)?;
         let current = self.snapshot();
         let family = self.prepare(name, &settings, &current, true)?;
@@ -179,7 +185,8 @@ impl ModelRepository {
     /// Stops serving model `name` (every version): Triton's `.../unload`. Requests already
     /// running finish; an unknown name is 404, one not served is no error.
     pub fn unload_model(&self, name: &str) -> Result<(), ModelError> {
-        let settings = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let settings = self.settings();
         self.known(name, &settings)?;
         let current = self.snapshot();
         let mut models = current.models.clone();
@@ -248,13 +255,20 @@ impl ModelRepository {
         settings: &ModelsConfig,
         kept: Option<&Loaded>,
     ) -> Result<Loaded, ModelError> {
+        let key = (name.to_owned(), version);
+        // Every time, kept versions too: a key removed from trusted_keys_dir, or a file
+        // changed in place, is refused at the next load or reload.
+        if let Err(e) = check_signature(path, settings) {
+            log::error!("model {name} version {version} not loaded: {e}");
+            lock(&self.notes).insert(key, Note::Failed(e.to_string()));
+            return Err(e);
+        }
         let stamp = folders::stamp(path).map_err(|reason| load_error(path, reason))?;
         if let Some(kept) = kept.filter(|k| k.stamp == stamp) {
             return Ok(kept.clone());
         }
-        let key = (name.to_owned(), version);
         lock(&self.notes).insert(key.clone(), Note::Loading);
-        let loaded = load_checked(path, name, version, settings).map(|model| Loaded {
+        let loaded = load_checked(path, name, version).map(|model| Loaded {
             model: Arc::new(model),
             stamp,
         });
@@ -270,6 +284,10 @@ impl ModelRepository {
             }
         }
         loaded
+    }
+
+    fn settings(&self) -> ModelsConfig {
+        lock(&self.settings).clone()
     }
 
     fn snapshot(&self) -> Arc<Served> {
@@ -309,7 +327,7 @@ impl ModelRepository {
     /// Every model version found on disk or served, with its state and, when not served,
     /// why (Triton's repository index).
     pub fn index(&self) -> Vec<IndexEntry> {
-        let settings = lock(&self.settings).clone();
+        let settings = self.settings();
         let served = self.snapshot();
         let notes = lock(&self.notes).clone();
         let mut names: BTreeSet<String> = served.models.keys().cloned().collect();
@@ -317,17 +335,17 @@ impl ModelRepository {
         let mut entries = Vec::new();
         for name in names {
             let family = served.models.get(&name);
-            let on_disk = folders::versions(&settings.dir.join(&name));
             let mut versions: BTreeSet<u64> = family
                 .map(|f| f.keys().copied().collect())
                 .unwrap_or_default();
-            match &on_disk {
+            match folders::versions(&settings.dir.join(&name)) {
                 Ok(found) => versions.extend(found.iter().map(|(v, _)| *v)),
+                // A folder that cannot be read, with nothing served from it.
                 Err(reason) if family.is_none() => entries.push(IndexEntry {
                     name: name.clone(),
                     version: String::new(),
                     state: State::Unavailable,
-                    reason: reason.clone(),
+                    reason,
                 }),
                 Err(_) => {}
             }
@@ -341,9 +359,11 @@ impl ModelRepository {
                     (false, Some(Note::Unloaded)) => (State::Unavailable, "unloaded".into()),
                     (false, None) => (State::Unavailable, not_served(&name, version, &settings)),
                 };
+                let version = version.to_string();
+                let name = name.clone();
                 entries.push(IndexEntry {
-                    name: name.clone(),
-                    version: version.to_string(),
+                    name,
+                    version,
                     state,
                     reason,
                 });
@@ -505,13 +525,20 @@ fn same_signing(old: &ModelsConfig, new: &ModelsConfig) -> bool {
     old.require_signed == new.require_signed && old.trusted_keys_dir == new.trusted_keys_dir
 }
 
+/// With `require_signed`, the version folder's files must be those its manifest lists,
+/// signed by a key in `trusted_keys_dir`: checked before tract reads a byte of them.
+fn check_signature(path: &Path, settings: &ModelsConfig) -> Result<(), ModelError> {
+    let (true, Some(keys_dir)) = (settings.require_signed, &settings.trusted_keys_dir) else {
+        return Ok(());
+    };
+    let keys = TrustedKeys::load(keys_dir).map_err(|e| ModelError::Signature(e.to_string()))?;
+    let signer = verify_folder(path, &keys).map_err(|e| ModelError::Signature(e.to_string()))?;
+    log::debug!("{}: signed by key {signer}", path.display());
+    Ok(())
+}
+
 /// Loads one version folder, and runs it once.
-fn load_checked(
-    path: &Path,
-    name: &str,
-    version: u64,
-    _settings: &ModelsConfig,
-) -> Result<Model, ModelError> {
+fn load_checked(path: &Path, name: &str, version: u64) -> Result<Model, ModelError> {
     let model = Model::load(path, name, version)?;
     model.warm_up()?;
     Ok(model)
