@@ -65,6 +65,9 @@ impl FirstBoot {
             listen: self.listen.clone(),
             names: self.names.clone(),
             models_dir: self.models.clone(),
+            // Signed models in a container: INFERD_MODELS_TRUSTED_KEYS_DIR (a mounted secret)
+            // and INFERD_MODELS_REQUIRE_SIGNED=true, at every start.
+            model_signing: provision::ModelSigning::Off,
         };
         let made = provision::init(dir, &options)?;
         let admin_key_file = dir.join(ADMIN_KEY_FILE);
