@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A release of inferd, from a clean checkout, into dist/ (replaced):
 #
-#   inferd-VERSION-x86_64-linux-gnu        glibc 2.34+ (dynamic)
+#   inferd-VERSION-x86_64-linux-gnu        glibc 2.35+ (dynamic)
 #   inferd-VERSION-x86_64-linux-static     any x86_64 Linux (+crt-static; the amd64 image's)
 #   inferd-VERSION-aarch64-linux-gnu       glibc 2.34+ (dynamic)
 #   inferd-VERSION-aarch64-linux-static    any aarch64 Linux (+crt-static; the arm64 image's)
@@ -24,7 +24,8 @@
 #
 # KEY.key.pem: an Ed25519 private key (PKCS#8 PEM) as `inferd keygen --out DIR` makes it.
 # Each binary is built with --locked, stripped (the release profile), checked (`file`:
-# stripped; gnu: no glibc symbol newer than 2.34; static: no program interpreter) and run:
+# stripped; gnu: no glibc symbol newer than 2.34 (aarch64) or 2.35 (x86_64); static: no
+# program interpreter) and run:
 # `--version` must name this commit, and `inferd check` (load and one inference per bundled
 # model) runs natively or under qemu-aarch64-static (without -L for the static one). The
 # signature is checked with `inferd verify` and with `openssl pkeyutl` before the script ends.
@@ -66,7 +67,10 @@ done
 [ "$(id -u)" -eq 0 ] || die "run as root (see --help)"
 
 CYCLONEDX_VERSION=0.5.9
-GLIBC_MAX=GLIBC_2.34
+# The newest glibc symbol version a -linux-gnu binary may need: aarch64 2.34 (the boards'
+# table in docs/deploy-arm.md); x86_64 2.35, for glibc 2.35 versioned hypot/hypotf anew
+# (tract calls them): Debian 12, Ubuntu 22.04 and later. Older: the -static binaries.
+glibc_max() { case "$1" in x86_64-*) echo GLIBC_2.35 ;; *) echo GLIBC_2.34 ;; esac; }
 base=${INFERD_RELEASE_TARGET:-/var/tmp/inferd-ci-target}
 started=$SECONDS
 timings=()
@@ -182,9 +186,11 @@ inspect() { # BINARY TRIPLE KIND: stripped, linkage, runs, checks the bundled mo
     if [ "$kind" = static ]; then
         ! "$readelf" -l "$bin" | grep -q INTERP || die "$bin has a program interpreter: not static"
     else
+        local max
+        max=$(glibc_max "$triple")
         glibc=$("$objdump" -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
-        [ "$(printf '%s\n' "$glibc" "$GLIBC_MAX" | sort -V | tail -1)" = "$GLIBC_MAX" ] \
-            || die "$bin needs $glibc, newer than $GLIBC_MAX"
+        [ "$(printf '%s\n' "$glibc" "$max" | sort -V | tail -1)" = "$max" ] \
+            || die "$bin needs $glibc, newer than $max"
     fi
     local v
     v=$("${runner[@]}" "$bin" --version)
