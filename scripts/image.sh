@@ -212,6 +212,7 @@ print("\n".join(json.load(open(sys.argv[1]))["process"]["env"]))' "$bundle/confi
             sh "$rootfs" "$(command -v chroot)" --userspec="$uid:$gid" "$rootfs" "${runner[@]}" "$@"
     }
     log=$bundle/serve.log
+    : >"$log"
     in_image INFERD_LISTEN=127.0.0.1:0 RUST_LOG=info -- "${args[@]}" >"$log" 2>&1 &
     pid=$!
     local deadline=$((SECONDS + 300))
