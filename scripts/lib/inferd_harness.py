@@ -3,6 +3,7 @@ the same readiness and the same checks as scripts/lib/inferd.sh (whose header sa
 
     state = provision(BIN, work)                  # init work/state --listen 127.0.0.1:0 --json
     key = state.add_api_key("bench", "predict")   # a further key in the state's keys file
+    r = attempt([BIN, "model", "add", ...])       # an inferd command that may be refused
     with start(state, work / "serve.log", {"INFERD_LOG_ACCESS": "false"}) as server:
         ...                                       # server.url, server.addr, server.port
         server.stop()                             # SIGTERM; exit status 0 or HarnessError
@@ -46,10 +47,17 @@ def clean_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 def run(cmd: list[str]) -> str:
     """Runs an inferd subcommand in the clean environment; its stdout, or HarnessError."""
-    r = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True)
+    r = attempt(cmd)
     if r.returncode != 0:
         raise HarnessError(f"{' '.join(cmd[:3])} exited {r.returncode}: {r.stderr.strip()}")
     return r.stdout
+
+
+def attempt(cmd: list[str], timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Runs an inferd subcommand in the clean environment and returns how it ended (exit
+    status, stdout, stderr as text), for callers that expect some commands to be refused."""
+    return subprocess.run(cmd, env=clean_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
 
 
 @dataclass(frozen=True)
