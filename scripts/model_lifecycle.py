@@ -14,7 +14,8 @@ tritonclient.http over TLS and the admin API key: binary-tensor inference equal 
 onnxruntime's on the same inputs (probabilities within 1e-3, labels equal), the repository
 index, config, admin scope, `model add` v2 + load (v2 answers, v1 goes per the version
 policy), a broken v3 refused by load (v2 keeps answering, the index says why), unload and
-load, statistics counted against the requests sent; then a second server with
+load, statistics counted against the requests sent, the version policy "all" taken by a
+SIGHUP reload (v1 and v2 both answer); then a second server with
 `require_signed = true`: a signed version loads, a tampered one (one byte of a weight changed
 after signing, still a valid model) and an unsigned one are refused while the old one keeps
 answering.
@@ -33,6 +34,7 @@ usage: model_lifecycle.py --bin PATH/TO/inferd --work DIR
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -340,7 +342,14 @@ def inspect_json(r: Run):
     expect(outs["label"].get("datatype") == "INT64", f"label {outs['label']!r}, want INT64")
     expect(outs["probabilities"].get("datatype") == "FP32",
            f"probabilities {outs['probabilities']!r}, want FP32")
-    return json.dumps(d, separators=(",", ":"))[:300]
+    expect(all(t.get("served") is True for t in d["inputs"] + d["outputs"]),
+           f"a tensor inferd would not serve: {d['inputs'] + d['outputs']!r}")
+    tract = d.get("tract", {})
+    expect(tract.get("parses") is True and tract.get("optimises") is True
+           and not tract.get("unsupported"), f"tract's verdict: {tract!r}, want it runs")
+    sha = hashlib.sha256(r.onnx[1].read_bytes()).hexdigest()
+    expect(d.get("sha256") == sha, f"sha256 {d.get('sha256')!r}, want {sha}")
+    return f"opsets {d.get('opsets')}, tract {tract}"
 
 
 def add_refuses_broken_file(r: Run):
@@ -546,6 +555,25 @@ def statistics_all_models(r: Run):
     return f"{sorted(names)}"
 
 
+def policy_all_by_sighup(r: Run):
+    config = r.state.config
+    before = config.read_text()
+    config.write_text(before + f'\n[models.version_policies]\n{NAME} = "all"\n')
+    try:
+        r.server.reload()
+        deadline = time.monotonic() + 30
+        while (versions := ready_versions(r.index())) != ["1", "2"]:
+            expect(time.monotonic() < deadline, f"30 s after SIGHUP with {NAME} = \"all\": "
+                   f"READY versions {versions}, want ['1', '2']")
+            time.sleep(0.05)
+        r.expect_answers_as(1, route="1")
+        r.expect_answers_as(2, route="2")
+        got = r.expect_answers_as(2)  # the bare route: the highest version
+    finally:
+        config.write_text(before)  # the signed server starts from this config too
+    return f"v1 and v2 READY; bare route {got}"
+
+
 def stop_server(r: Run):
     r.stop()
     return "exit 0 after SIGTERM"
@@ -614,10 +642,10 @@ def restored_version_loads(r: Run):
 
 
 def unsigned_version_refused(r: Run):
-    folder = r.add(1, r.signed / "tmp")  # a plain add, then moved in as v3: never signed
+    outside = r.work / "unsigned"  # a plain add outside the repository, moved in as v3
+    outside.mkdir()
     v3 = r.signed / NAME / "3"
-    folder.rename(v3)
-    shutil.rmtree(r.signed / "tmp")
+    r.add(1, outside).rename(v3)
     toml = v3 / "model.toml"
     toml.write_text(re.sub(r'(?m)^version = "1"$', 'version = "3"', toml.read_text()))
     refused = r.expect_refused(r.load, "load_model of an unsigned v3")
@@ -650,6 +678,7 @@ CHECKS = [
     ("get_inference_statistics counts the requests sent", statistics_count_requests, False),
     ("get_inference_statistics and a refused request", statistics_refused_request, False),
     ("get_inference_statistics of every model", statistics_all_models, False),
+    ("version policy \"all\" by SIGHUP: v1 and v2 answer", policy_all_by_sighup, False),
     ("SIGTERM: exit 0", stop_server, True),
     ("require_signed: a signed version loads and answers", signed_version_loads, True),
     ("require_signed: a tampered version is refused, v1 answers", tampered_version_refused, True),

@@ -6,6 +6,7 @@ the same readiness and the same checks as scripts/lib/inferd.sh (whose header sa
     r = attempt([BIN, "model", "add", ...])       # an inferd command that may be refused
     with start(state, work / "serve.log", {"INFERD_LOG_ACCESS": "false"}) as server:
         ...                                       # server.url, server.addr, server.port
+        server.reload()                           # SIGHUP
         server.stop()                             # SIGTERM; exit status 0 or HarnessError
 
 Ready means the "listening on" line named the address and the "ready in N ms" line followed
@@ -142,6 +143,13 @@ class Server:
             time.sleep(0.005)
         self.ready_s = time.perf_counter() - self.started
         return self
+
+    def reload(self) -> None:
+        """SIGHUP: the server rereads its config and models (the caller polls for the effect)."""
+        if self.proc.poll() is not None:
+            raise HarnessError(f"inferd serve exited ({self.proc.returncode}) before SIGHUP"
+                               + self.tail())
+        self.proc.send_signal(signal.SIGHUP)
 
     def terminate(self) -> None:
         """Sends SIGTERM if it still runs; `wait_stopped` then checks how it ended."""
