@@ -39,6 +39,7 @@ import json
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import time
 import tomllib
@@ -583,10 +584,27 @@ def stop_server(r: Run):
 
 
 def sign(r: Run, folder: Path) -> None:
+    """`inferd model sign`, then the result checked with stock tools: `sha256sum -c` on the
+    manifest, `openssl pkeyutl -verify` on its detached Ed25519 signature."""
     key = next(r.keys.glob("*.key.pem"))
     r.inferd_ok("model", "sign", str(folder), "--key", str(key))
     expect((folder / "MANIFEST.sha256").is_file() and (folder / "MANIFEST.sha256.sig").is_file(),
            f"model sign wrote no MANIFEST.sha256(.sig) in {folder}")
+    sums = subprocess.run(["sha256sum", "--check", "--strict", "MANIFEST.sha256"], cwd=folder,
+                          capture_output=True, text=True)
+    expect(sums.returncode == 0, f"sha256sum -c MANIFEST.sha256 in {folder}: "
+           f"{one_line(sums.stdout + sums.stderr)}")
+    listed = {line.split(maxsplit=1)[1].lstrip("*") for line in
+              (folder / "MANIFEST.sha256").read_text().splitlines() if line.strip()}
+    expect({"model.onnx", "model.toml"} <= listed, f"MANIFEST.sha256 lists {sorted(listed)}")
+    if shutil.which("openssl"):
+        public = next(r.trusted.glob("*.pem"))
+        ver = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(public),
+                              "-rawin", "-in", str(folder / "MANIFEST.sha256"),
+                              "-sigfile", str(folder / "MANIFEST.sha256.sig")],
+                             capture_output=True, text=True)
+        expect(ver.returncode == 0, f"openssl pkeyutl -verify of {folder}/MANIFEST.sha256.sig: "
+               f"{one_line(ver.stdout + ver.stderr)}")
 
 
 def signed_version_loads(r: Run):
