@@ -625,7 +625,7 @@ def signed_version_loads(r: Run):
 
 
 def tampered_version_refused(r: Run):
-    folder = r.add(2, r.signed)
+    folder = r.add(2, r.signed, "--version", "2")
     sign(r, folder)
     # One byte of a weight (the lowest bit of a LinearClassifier coefficient): the file stays
     # a valid model that onnxruntime runs, so only the signature can refuse it.
