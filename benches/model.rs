@@ -35,9 +35,9 @@ fn models_dir() -> PathBuf {
 /// default queue of 2: one inference at a time, like a single-core board.
 fn repository() -> (ModelRepository, Arc<Pool>) {
     let pool = Arc::new(Pool::new(1, 2).expect("worker thread"));
+    // Loading runs each model once (its warm-up).
     let repo = ModelRepository::load(&models_dir(), &[], None, pool.clone(), Metrics::new())
         .expect("bundled models load");
-    repo.warm_up().expect("warm-up");
     (repo, pool)
 }
 

@@ -327,7 +327,7 @@ fn serve(path: &Path, config: &Config) -> Result<(), CliError> {
     let notify = crate::notify::Notifier::from_env();
     let running = crate::start(config)?;
     log::info!("ready in {} ms", started.elapsed().as_millis());
-    let models = running.app().models.models().count();
+    let models = running.app().models.models().len();
     notify.ready(&format!(
         "serving {models} model(s) on {}",
         running.local_addr()

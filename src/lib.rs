@@ -40,7 +40,9 @@ pub struct App {
     pub auth: Authenticator,
     /// `POST /token`, when the device holds a signing key.
     pub issuer: Option<TokenIssuer>,
-    pub models: ModelRepository,
+    /// Shared by successive apps: a reload changes only the models whose files or settings
+    /// changed, and the repository API loads and unloads models in place.
+    pub models: Arc<ModelRepository>,
     /// Shared by successive apps while `[rate_limit]` is unchanged, so a reload does not
     /// refill everyone's bucket.
     pub limiter: Arc<Limiter>,
@@ -75,9 +77,10 @@ pub enum StartError {
     Loading,
 }
 
-/// What outlives a reload: the inference workers and the metrics.
+/// What outlives a reload: the inference workers, the models and the metrics.
 struct Lasting {
     pool: Arc<Pool>,
+    models: Option<Arc<ModelRepository>>,
     metrics: Metrics,
     log_budget: Arc<LogBudget>,
     limiter: Option<(RateLimitConfig, Arc<Limiter>)>,
@@ -115,6 +118,7 @@ impl App {
             config,
             Lasting {
                 pool: Arc::new(pool),
+                models: None,
                 metrics,
                 log_budget,
                 limiter: None,
@@ -131,29 +135,29 @@ impl App {
             .as_ref()
             .map(TokenIssuer::load)
             .transpose()?;
-        let models = ModelRepository::load(
-            &config.models.dir,
-            &config.models.enabled,
-            config.models.default.as_deref(),
-            lasting.pool,
-            lasting.metrics.clone(),
-        )?;
-        models.warm_up()?;
         let limiter = match lasting.limiter {
             Some((old, limiter)) if old == config.rate_limit => limiter,
             _ => Arc::new(Limiter::new(&config.rate_limit)),
         };
-        lasting.metrics.models(
-            models
-                .models()
-                .map(|m| (m.name(), m.manifest.version.as_str(), m.task_name())),
-        );
+        let cors = Cors::new(&config.cors);
+        // Last: a reload that changed models has changed them for every app from here on.
+        let models = match lasting.models {
+            Some(models) => {
+                models.reload(&config.models)?;
+                models
+            }
+            None => Arc::new(ModelRepository::open(
+                &config.models,
+                lasting.pool,
+                lasting.metrics.clone(),
+            )?),
+        };
         Ok(App {
             auth,
             issuer,
             models,
             limiter,
-            cors: Cors::new(&config.cors),
+            cors,
             trusted_proxies: config.trusted_proxies.clone(),
             proxy_header: config.trusted_proxy_header,
             log_budget: lasting.log_budget,
@@ -251,6 +255,7 @@ impl Appliance {
             config,
             Lasting {
                 pool: current.models.pool().clone(),
+                models: Some(current.models.clone()),
                 metrics: current.metrics.clone(),
                 log_budget: current.log_budget.clone(),
                 limiter: Some((in_force.rate_limit, current.limiter.clone())),

@@ -59,6 +59,10 @@ pub enum ApiError {
         /// client sent its credentials: RFC 6749 §5.2 allows it and it tells clients how).
         basic_challenge: bool,
     },
+    /// A model in the repository folder could not be loaded (repository API, scope
+    /// `admin`): what was serving still serves.
+    #[error("{0}")]
+    LoadFailed(String),
     /// Something failed on our side; the detail is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -111,7 +115,19 @@ impl ApiError {
                 description,
                 ..
             } => (*status, error, description.clone()),
+            E::LoadFailed(m) => (409, "load_failed", m.clone()),
             E::Internal(_) => (500, "internal", "internal error".to_owned()),
+        }
+    }
+
+    /// A repository load's error: unknown names stay 404; a model that fails to load is
+    /// 409 with the reason (the caller is an admin, who needs it; the log has it too).
+    pub fn load_failed(e: ModelError) -> ApiError {
+        match e {
+            ModelError::UnknownModel(_) | ModelError::UnknownVersion { .. } => e.into(),
+            other => ApiError::LoadFailed(format!(
+                "load failed, the versions serving before still serve: {other}"
+            )),
         }
     }
 

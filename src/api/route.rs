@@ -17,6 +17,13 @@ pub enum Route {
     Infer(ModelPath),
     ModelMetadata(ModelPath),
     ModelReady(ModelPath),
+    /// Triton's statistics extension: one model (or version), or every model (`None`).
+    ModelStats(Option<ModelPath>),
+    ModelConfig(ModelPath),
+    /// Triton's model repository extension (scope `admin`).
+    RepositoryIndex,
+    RepositoryLoad(String),
+    RepositoryUnload(String),
     ServerMetadata,
     Live,
     Ready,
@@ -38,6 +45,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("/v2/models/{name}/versions/{version}", GET),
     ("/v2/models/{name}/ready", GET),
     ("/v2/models/{name}/versions/{version}/ready", GET),
+    ("/v2/models/stats", GET),
+    ("/v2/models/{name}/stats", GET),
+    ("/v2/models/{name}/versions/{version}/stats", GET),
+    ("/v2/models/{name}/config", GET),
+    ("/v2/models/{name}/versions/{version}/config", GET),
+    ("/v2/repository/index", POST),
+    ("/v2/repository/models/{name}/load", POST),
+    ("/v2/repository/models/{name}/unload", POST),
     ("/v2", GET),
     ("/v2/health/live", GET),
     ("/v2/health/ready", GET),
@@ -67,6 +82,15 @@ impl Route {
             [".well-known", "jwks.json"] => Some((Route::Jwks, GET)),
             ["openapi.json"] => Some((Route::OpenApi, GET)),
             ["metrics"] => Some((Route::Metrics, GET)),
+            // Before `/v2/models/{name}`: as in Triton, no model can be called "stats".
+            ["v2", "models", "stats"] => Some((Route::ModelStats(None), GET)),
+            ["v2", "repository", "index"] => Some((Route::RepositoryIndex, POST)),
+            ["v2", "repository", "models", model, "load"] if !model.is_empty() => {
+                Some((Route::RepositoryLoad((*model).to_owned()), POST))
+            }
+            ["v2", "repository", "models", model, "unload"] if !model.is_empty() => {
+                Some((Route::RepositoryUnload((*model).to_owned()), POST))
+            }
             ["v2", "models", model, "versions", version, rest @ ..]
                 if !model.is_empty() && !version.is_empty() =>
             {
@@ -83,8 +107,15 @@ impl Route {
     /// the body, so its scope is checked once the handler knows the model.
     pub fn scope(&self) -> Option<Scope<'_>> {
         match self {
-            Route::Infer(m) | Route::ModelMetadata(m) | Route::ModelReady(m) => {
-                Some(Scope::Predict(&m.name))
+            Route::Infer(m)
+            | Route::ModelMetadata(m)
+            | Route::ModelReady(m)
+            | Route::ModelStats(Some(m))
+            | Route::ModelConfig(m) => Some(Scope::Predict(&m.name)),
+            // Every model's statistics: each caller sees the models it may use.
+            Route::ModelStats(None) => Some(Scope::Predict("")),
+            Route::RepositoryIndex | Route::RepositoryLoad(_) | Route::RepositoryUnload(_) => {
+                Some(Scope::Admin)
             }
             Route::Metrics => Some(Scope::Metrics),
             Route::Predict => Some(Scope::Predict("")),
@@ -107,7 +138,12 @@ impl Route {
         match self {
             Route::Predict | Route::Infer(_) => usize::MAX,
             Route::Token => crate::auth::issue::MAX_FORM_BYTES,
+            Route::RepositoryIndex | Route::RepositoryLoad(_) | Route::RepositoryUnload(_) => {
+                REPOSITORY_BODY
+            }
             Route::ModelMetadata(_)
+            | Route::ModelStats(_)
+            | Route::ModelConfig(_)
             | Route::ModelReady(_)
             | Route::ServerMetadata
             | Route::Live
@@ -127,6 +163,12 @@ impl Route {
             Route::Infer(_) => "/v2/models/infer",
             Route::ModelMetadata(_) => "/v2/models",
             Route::ModelReady(_) => "/v2/models/ready",
+            Route::ModelStats(Some(_)) => "/v2/models/stats",
+            Route::ModelStats(None) => "/v2/models/all/stats",
+            Route::ModelConfig(_) => "/v2/models/config",
+            Route::RepositoryIndex => "/v2/repository/index",
+            Route::RepositoryLoad(_) => "/v2/repository/models/load",
+            Route::RepositoryUnload(_) => "/v2/repository/models/unload",
             Route::ServerMetadata => "/v2",
             Route::Live => "/v2/health/live",
             Route::Ready => "/v2/health/ready",
@@ -143,6 +185,9 @@ impl Route {
 /// The metrics label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// Largest body of a repository request (`{"parameters": {...}}`, `{"ready": true}`).
+const REPOSITORY_BODY: usize = 4096;
+
 fn model_route(name: &str, version: Option<&str>, rest: &[&str]) -> Option<(Route, &'static str)> {
     let model = || ModelPath {
         name: name.to_owned(),
@@ -152,6 +197,8 @@ fn model_route(name: &str, version: Option<&str>, rest: &[&str]) -> Option<(Rout
         [] => Some((Route::ModelMetadata(model()), GET)),
         ["ready"] => Some((Route::ModelReady(model()), GET)),
         ["infer"] => Some((Route::Infer(model()), POST)),
+        ["stats"] => Some((Route::ModelStats(Some(model())), GET)),
+        ["config"] => Some((Route::ModelConfig(model()), GET)),
         _ => None,
     }
 }
@@ -211,6 +258,12 @@ mod tests {
             Route::Infer(m()),
             Route::ModelMetadata(m()),
             Route::ModelReady(m()),
+            Route::ModelStats(Some(m())),
+            Route::ModelStats(None),
+            Route::ModelConfig(m()),
+            Route::RepositoryIndex,
+            Route::RepositoryLoad(String::new()),
+            Route::RepositoryUnload(String::new()),
             Route::ServerMetadata,
             Route::Live,
             Route::Ready,
@@ -228,6 +281,11 @@ mod tests {
                 | Route::Infer(_)
                 | Route::ModelMetadata(_)
                 | Route::ModelReady(_)
+                | Route::ModelStats(_)
+                | Route::ModelConfig(_)
+                | Route::RepositoryIndex
+                | Route::RepositoryLoad(_)
+                | Route::RepositoryUnload(_)
                 | Route::ServerMetadata
                 | Route::Live
                 | Route::Ready

@@ -47,6 +47,10 @@ pub struct TextSpec {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
+    /// The version folder's number (`models/NAME/N/`); in `model.toml` optional, and when
+    /// written it must equal the folder's. The single-folder layout's only version is this
+    /// key, else 1.
+    #[serde(default)]
     pub version: String,
     pub task: Task,
     #[serde(default)]
@@ -66,14 +70,22 @@ fn default_max_batch() -> usize {
 }
 
 impl Manifest {
-    /// Parses and checks a manifest; the error says what is wrong.
-    pub fn parse(text: &str, folder_name: &str) -> Result<Manifest, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| crate::config::toml_reason(text, &e))?;
-        if m.name != folder_name {
-            return Err(format!(
-                "name {:?} differs from its folder {folder_name:?}",
-                m.name
-            ));
+    /// Parses and checks the manifest of version `version` of model `name` (its folder's
+    /// names); the error says what is wrong.
+    pub fn parse(text: &str, name: &str, version: u64) -> Result<Manifest, String> {
+        let mut m: Manifest =
+            toml::from_str(text).map_err(|e| crate::config::toml_reason(text, &e))?;
+        if m.name != name {
+            return Err(format!("name {:?} differs from its folder {name:?}", m.name));
+        }
+        match m.version.as_str() {
+            "" => m.version = version.to_string(),
+            v if v.parse::<u64>() == Ok(version) => m.version = version.to_string(),
+            v => {
+                return Err(format!(
+                    "version {v:?} differs from its folder's version {version}"
+                ));
+            }
         }
         if m.inputs.is_empty() || m.outputs.is_empty() {
             return Err("needs at least one input and one output".into());
@@ -139,20 +151,24 @@ shape = [-1, 10]
 
     #[test]
     fn parses_a_tensor_manifest() {
-        let m = Manifest::parse(DIGITS, "digits").unwrap();
+        let m = Manifest::parse(DIGITS, "digits", 1).unwrap();
         assert_eq!(m.inputs[0].shape, vec![-1, 64]);
         assert_eq!(m.max_batch, 64);
     }
 
     #[test]
     fn refuses_unknown_keys_wrong_name_and_bad_dims() {
-        assert!(Manifest::parse(&format!("{DIGITS}\nextra = 1"), "digits").is_err());
+        assert!(Manifest::parse(&format!("{DIGITS}\nextra = 1"), "digits", 1).is_err());
         assert!(
-            Manifest::parse(DIGITS, "other")
+            Manifest::parse(DIGITS, "other", 1)
                 .unwrap_err()
                 .contains("folder")
         );
         let bad = DIGITS.replace("[-1, 64]", "[-1, 0]");
-        assert!(Manifest::parse(&bad, "digits").is_err());
+        assert!(Manifest::parse(&bad, "digits", 1).is_err());
+        let e = Manifest::parse(DIGITS, "digits", 2).unwrap_err();
+        assert!(e.contains("folder's version 2"), "{e}");
+        let unversioned = DIGITS.replace("version = \"1\"\n", "");
+        assert_eq!(Manifest::parse(&unversioned, "digits", 7).unwrap().version, "7");
     }
 }

@@ -2,8 +2,11 @@
 //! once at start, and the two things a request can ask of a model (classify text, infer on
 //! tensors), both run on the bounded inference pool.
 
+mod folders;
 pub mod manifest;
 pub mod pool;
+mod repository;
+pub mod stats;
 // Without the `inference` feature, stand-ins with the same API that fail every model load.
 #[cfg_attr(not(feature = "inference"), path = "runtime_off.rs")]
 mod runtime;
@@ -11,18 +14,18 @@ pub mod tensor;
 #[cfg_attr(not(feature = "inference"), path = "text_off.rs")]
 pub mod text;
 
-use crate::metrics::Metrics;
 use manifest::{Manifest, Task, TextSpec};
-use pool::{How, Pool};
 use runtime::{Dim, Graph, Plan};
 use serde::Serialize;
+use stats::Stats;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tensor::{Data, DataType, InputCheck, Tensor};
 use text::Preprocessor;
+
+pub use repository::{IndexEntry, ModelRepository, State};
 
 /// Why a model could not be found, loaded or run, or why an input was refused.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +100,12 @@ enum Runner {
     Tensor { plan: Plan },
 }
 
-/// A loaded model: its manifest and its runnable plans.
+/// A loaded model version: its manifest, its runnable plans and its statistics.
 pub struct Model {
     pub manifest: Manifest,
+    /// The version's number (its folder's name, or the single-folder layout's version).
+    pub version: u64,
+    pub stats: Stats,
     graph_outputs: Vec<String>,
     graph_inputs: Vec<String>,
     runner: Runner,
@@ -177,9 +183,9 @@ fn tensor_shapes(manifest: &Manifest) -> Vec<(DataType, Vec<Dim>)> {
 const RUN_HERE_BELOW: Duration = Duration::from_micros(500);
 
 impl Model {
-    /// Loads `dir/model.toml`, `dir/model.onnx` (and the tokenizer), and optimises the plans.
-    pub fn load(dir: &Path) -> Result<Model, ModelError> {
-        let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    /// Loads version `version` of model `name` from its folder `dir`: `model.toml`,
+    /// `model.onnx` (and the tokenizer), and optimises the plans.
+    pub fn load(dir: &Path, name: &str, version: u64) -> Result<Model, ModelError> {
         let manifest_path = dir.join("model.toml");
         let manifest_err = |reason: String| ModelError::Manifest {
             path: manifest_path.display().to_string(),
@@ -187,7 +193,7 @@ impl Model {
         };
         let text =
             std::fs::read_to_string(&manifest_path).map_err(|e| manifest_err(e.to_string()))?;
-        let manifest = Manifest::parse(&text, folder).map_err(manifest_err)?;
+        let manifest = Manifest::parse(&text, name, version).map_err(manifest_err)?;
         let onnx_path = dir.join("model.onnx");
         let load_err = |reason: String| ModelError::Load {
             path: onnx_path.display().to_string(),
@@ -212,9 +218,46 @@ impl Model {
             graph_outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),
             graph_inputs: graph.inputs,
             manifest,
+            version,
+            stats: Stats::default(),
             runner,
             item_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Runs the model once on a made-up input (zeros, or the text "warm up"), on the
+    /// caller's thread: a model that loads but cannot run fails here, not on a request.
+    pub fn warm_up(&self) -> Result<(), ModelError> {
+        if self.is_text() {
+            return self.classify_now("warm up").map(|_| ());
+        }
+        let inputs = self
+            .manifest
+            .inputs
+            .iter()
+            .map(|spec| {
+                let shape: Vec<usize> = spec
+                    .shape
+                    .iter()
+                    .map(|&d| if d > 0 { d as usize } else { 1 })
+                    .collect();
+                let n = tensor::element_count(&shape).unwrap_or(0);
+                let data = match spec.datatype {
+                    DataType::Fp32 => Data::F32(vec![0.0; n]),
+                    DataType::Int64 => Data::I64(vec![0; n]),
+                    DataType::Int32 => Data::I32(vec![0; n]),
+                    DataType::Uint8 => Data::U8(vec![0; n]),
+                    DataType::Bool => Data::Bool(vec![false; n]),
+                    DataType::Bytes => Data::Bytes(vec![Vec::new(); n]),
+                };
+                Tensor {
+                    name: spec.name.clone(),
+                    shape,
+                    data,
+                }
+            })
+            .collect();
+        self.infer_now(self.check(inputs)?.inputs).map(|_| ())
     }
 
     /// The matrix kernels of every plan, each with its count of graph nodes.
@@ -521,254 +564,3 @@ const SLOW_INT8_KERNEL: &str = "avx2_mmm_i32";
 /// The plan key of a text model's single plan for every sequence length.
 const ANY_LENGTH: usize = usize::MAX;
 
-/// The model folders under `dir` (those holding a `model.toml`), or the ones `only` names.
-fn model_folders(dir: &Path, only: &[String]) -> Result<Vec<PathBuf>, ModelError> {
-    if !only.is_empty() {
-        return Ok(only.iter().map(|n| dir.join(n)).collect());
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::Load {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("model.toml").is_file())
-        .collect();
-    found.sort();
-    Ok(found)
-}
-
-/// Logs the matrix kernels tract chose for a model, and warns when int8 runs on the kernel
-/// measured slow.
-fn log_kernels(model: &Model, folder: &Path) {
-    let kernels = model.kernels();
-    let listed = match kernels.as_slice() {
-        [] => "none".to_owned(),
-        all => all
-            .iter()
-            .map(|(k, n)| format!("{k} x{n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    log::info!(
-        "model {} v{} loaded from {}; matrix kernels: {listed}",
-        model.name(),
-        model.manifest.version,
-        folder.display(),
-    );
-    if let Some((slow, _)) = kernels
-        .iter()
-        .find(|(k, _)| k.starts_with(SLOW_INT8_KERNEL))
-    {
-        log::warn!(
-            "model {}: int8 matrix products run on tract's {slow} kernel (this CPU has \
-             no AVX-512 VNNI or AVX-VNNI), measured 12-14x slower than it should be \
-             on AMD Zen 3 (docs/text-model-performance.md); expect text inference in \
-             hundreds of ms",
-            model.name()
-        );
-    }
-}
-
-/// The default text model: `default` when it names a loaded text model (an error when it
-/// does not), else the only text model there is.
-fn default_text(
-    models: &BTreeMap<String, Arc<Model>>,
-    default: Option<&str>,
-) -> Result<Option<String>, String> {
-    match default {
-        Some(name) => match models.get(name) {
-            Some(m) if m.is_text() => Ok(Some(name.to_owned())),
-            _ => Err(format!("default model {name:?} is not a loaded text model")),
-        },
-        None => {
-            let texts: Vec<_> = models.values().filter(|m| m.is_text()).collect();
-            Ok((texts.len() == 1).then(|| texts[0].name().to_owned()))
-        }
-    }
-}
-
-/// Every configured model, and the pool their inference runs on.
-pub struct ModelRepository {
-    models: BTreeMap<String, Arc<Model>>,
-    default_text: Option<String>,
-    pool: Arc<Pool>,
-    metrics: Metrics,
-}
-
-impl ModelRepository {
-    /// Loads every model folder under `dir` (or only `only`, when given). The default text
-    /// model is `default`, else the only text model there is.
-    pub fn load(
-        dir: &Path,
-        only: &[String],
-        default: Option<&str>,
-        pool: Arc<Pool>,
-        metrics: Metrics,
-    ) -> Result<ModelRepository, ModelError> {
-        let mut models = BTreeMap::new();
-        for folder in model_folders(dir, only)? {
-            let model = Model::load(&folder)?;
-            log_kernels(&model, &folder);
-            models.insert(model.name().to_owned(), Arc::new(model));
-        }
-        if models.is_empty() {
-            return Err(ModelError::Load {
-                path: dir.display().to_string(),
-                reason: "no model folders (each needs model.toml and model.onnx)".into(),
-            });
-        }
-        let default_text = default_text(&models, default).map_err(|reason| ModelError::Load {
-            path: dir.display().to_string(),
-            reason,
-        })?;
-        Ok(ModelRepository {
-            models,
-            default_text,
-            pool,
-            metrics,
-        })
-    }
-
-    /// The model by name and, when given, version.
-    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>, ModelError> {
-        let model = self
-            .models
-            .get(name)
-            .ok_or_else(|| ModelError::UnknownModel(name.to_owned()))?;
-        match version {
-            Some(v) if v != model.manifest.version => Err(ModelError::UnknownVersion {
-                model: name.to_owned(),
-                version: v.to_owned(),
-            }),
-            _ => Ok(model.clone()),
-        }
-    }
-
-    /// The model `/predict` uses when the body names none.
-    pub fn default_text(&self) -> Result<Arc<Model>, ModelError> {
-        match &self.default_text {
-            Some(name) => self.get(name, None),
-            None => Err(ModelError::UnknownModel(
-                "(no default text model configured)".into(),
-            )),
-        }
-    }
-
-    pub fn models(&self) -> impl Iterator<Item = &Arc<Model>> {
-        self.models.values()
-    }
-
-    /// The inference workers (shared with the repository a reload replaces this one with).
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
-    }
-
-    /// Classifies tokenised texts on the pool for `caller`, one job for the whole request,
-    /// which waits at most `wait` (within the queue timeout) to start.
-    pub fn classify(
-        &self,
-        model: &Arc<Model>,
-        texts: Vec<Encoded>,
-        caller: u64,
-        wait: Option<Duration>,
-    ) -> Result<Vec<Classification>, ModelError> {
-        let (model, metrics) = (model.clone(), self.metrics.clone());
-        let how = How {
-            here: model.quick(texts.len()),
-            wait,
-        };
-        let queued = Instant::now();
-        let ran = self.pool.run(caller, how, move || {
-            metrics.queue_wait(queued.elapsed());
-            texts
-                .iter()
-                .map(|t| {
-                    let started = Instant::now();
-                    let (c, bucket) = model.classify_encoded(t)?;
-                    let took = started.elapsed();
-                    model.ran(took, 1);
-                    metrics.inference(model.name(), Some(bucket), took);
-                    Ok(c)
-                })
-                .collect()
-        });
-        self.counted(ran)?
-    }
-
-    fn counted<T>(&self, ran: Result<T, ModelError>) -> Result<T, ModelError> {
-        if matches!(ran, Err(ModelError::Busy { .. })) {
-            self.metrics.inference_rejected();
-        }
-        ran
-    }
-
-    /// Runs the model on checked tensors for `caller`, waiting at most `wait` (within the
-    /// queue timeout) to start: on the pool, or on this thread when its measured cost is
-    /// tiny and a worker's share is free.
-    pub fn infer(
-        &self,
-        model: &Arc<Model>,
-        inputs: Checked,
-        caller: u64,
-        wait: Option<Duration>,
-    ) -> Result<Vec<Tensor>, ModelError> {
-        let (model, metrics) = (model.clone(), self.metrics.clone());
-        let how = How {
-            here: model.quick(inputs.batch),
-            wait,
-        };
-        let queued = Instant::now();
-        let ran = self.pool.run(caller, how, move || {
-            metrics.queue_wait(queued.elapsed());
-            let started = Instant::now();
-            let out = model.infer_now(inputs.inputs);
-            let took = started.elapsed();
-            model.ran(took, inputs.batch);
-            metrics.inference(model.name(), None, took);
-            out
-        });
-        self.counted(ran)?
-    }
-
-    /// Runs one inference per model with a made-up input, as a start-up self test. Runs on
-    /// the caller's thread, not the pool: a reload under load neither fails for a full queue
-    /// nor takes a queue slot from a client.
-    pub fn warm_up(&self) -> Result<(), ModelError> {
-        for model in self.models.values() {
-            if model.is_text() {
-                model.classify_now("warm up")?;
-            } else {
-                let inputs = model
-                    .manifest
-                    .inputs
-                    .iter()
-                    .map(|spec| {
-                        let shape: Vec<usize> = spec
-                            .shape
-                            .iter()
-                            .map(|&d| if d > 0 { d as usize } else { 1 })
-                            .collect();
-                        let n = tensor::element_count(&shape).unwrap_or(0);
-                        let data = match spec.datatype {
-                            DataType::Fp32 => Data::F32(vec![0.0; n]),
-                            DataType::Int64 => Data::I64(vec![0; n]),
-                            DataType::Int32 => Data::I32(vec![0; n]),
-                            DataType::Uint8 => Data::U8(vec![0; n]),
-                            DataType::Bool => Data::Bool(vec![false; n]),
-                            DataType::Bytes => Data::Bytes(vec![Vec::new(); n]),
-                        };
-                        Tensor {
-                            name: spec.name.clone(),
-                            shape,
-                            data,
-                        }
-                    })
-                    .collect();
-                model.infer_now(model.check(inputs)?.inputs)?;
-            }
-        }
-        Ok(())
-    }
-}

@@ -66,7 +66,7 @@ mod tests {
     fn committed_models_fail_to_load_saying_why() {
         for name in ["digits", "sentiment"] {
             let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models")).join(name);
-            match Model::load(&dir) {
+            match Model::load(&dir, name, 1) {
                 Err(ModelError::Load { reason, .. }) => assert_eq!(reason, super::NO_RUNTIME),
                 Err(e) => panic!("{name}: wrong error: {e}"),
                 Ok(_) => panic!("{name}: loaded without a runtime"),

@@ -14,8 +14,12 @@ use crate::oip;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Instant;
 
+pub mod repository;
+mod stats;
 mod token;
+pub use stats::{config, stats};
 pub use token::{jwks, token};
 
 /// `GET /metrics`: the Prometheus exposition (scope `metrics`): OpenMetrics when the
@@ -60,19 +64,35 @@ struct PredictInput {
 
 /// `POST /predict {"text": "..", "model"?: ".."}`: classify one text.
 pub fn predict(app: &App, req: &Request, who: &mut Admission) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let input: PredictInput = json::parse(req)?;
     let model = match &input.model {
         Some(name) => app.models.get(name, None)?,
         None => app.models.default_text()?,
     };
     who.require(app, req, Scope::Predict(model.name()))?;
-    let texts = model.encode_texts(&[input.text])?;
+    let answer = predict_on(app, req, who, &model, input.text, started);
+    model.stats.request(started.elapsed(), answer.is_ok());
+    answer
+}
+
+fn predict_on(
+    app: &App,
+    req: &Request,
+    who: &mut Admission,
+    model: &Arc<Model>,
+    text: String,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let texts = model.encode_texts(&[text])?;
+    model.stats.input(started.elapsed());
     who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
-    let result = app.models.classify(&model, texts, who.caller(), None)?;
+    let result = app.models.classify(model, texts, who.caller(), None)?;
     let Some(c) = result.into_iter().next() else {
         return Err(ApiError::Internal("classifier returned nothing".into()));
     };
-    Ok(Response::json(
+    let encoding = Instant::now();
+    let response = Response::json(
         200,
         &json!({
             "prediction": c.label,
@@ -81,7 +101,9 @@ pub fn predict(app: &App, req: &Request, who: &mut Admission) -> Result<Response
             "model": model.name(),
             "model_version": model.manifest.version,
         }),
-    ))
+    );
+    model.stats.output(encoding.elapsed());
+    Ok(response)
 }
 
 /// `POST /v2/models/{name}[/versions/{v}]/infer`: Open Inference Protocol inference, JSON
@@ -92,7 +114,21 @@ pub fn infer(
     who: &mut Admission,
     path: &ModelPath,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let model = app.models.get(&path.name, path.version.as_deref())?;
+    let answer = infer_on(app, req, who, &model, started);
+    model.stats.request(started.elapsed(), answer.is_ok());
+    answer
+}
+
+/// `infer` once the model is resolved (its statistics count what this returns).
+fn infer_on(
+    app: &App,
+    req: &Request,
+    who: &mut Admission,
+    model: &Arc<Model>,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let header_len = binary_header_len(req)?;
     let mut request = match (header_len, model.manifest.inputs.as_slice()) {
         (Some(0), [only]) if !model.is_text() => oip::decode_raw(
@@ -116,14 +152,17 @@ pub fn infer(
     };
     let inputs = std::mem::take(&mut request.inputs);
     let outputs = if model.is_text() {
-        classify_tensor(app, req, who, &model, inputs, request.timeout)?
+        classify_tensor(app, req, who, model, inputs, (request.timeout, started))?
     } else {
         let checked = model.check(inputs)?;
+        model.stats.input(started.elapsed());
         who.charge(app, req, checked.cost())?;
         app.models
-            .infer(&model, checked, who.caller(), request.timeout)?
+            .infer(model, checked, who.caller(), request.timeout)?
     };
+    let encoding = Instant::now();
     let encoded = oip::encode(model.name(), &model.manifest.version, &request, outputs)?;
+    model.stats.output(encoding.elapsed());
     Ok(match encoded.header_len {
         Some(n) => Response::bytes(200, "application/octet-stream", encoded.body)
             .with_header("inference-header-content-length", n.to_string()),
@@ -150,7 +189,7 @@ fn classify_tensor(
     who: &mut Admission,
     model: &Arc<Model>,
     inputs: Vec<Tensor>,
-    wait: Option<std::time::Duration>,
+    (wait, started): (Option<std::time::Duration>, Instant),
 ) -> Result<Vec<Tensor>, ApiError> {
     let [input]: [Tensor; 1] = inputs.try_into().map_err(|_| {
         ModelError::input(
@@ -170,6 +209,7 @@ fn classify_tensor(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let texts = model.encode_texts(&texts)?;
+    model.stats.input(started.elapsed());
     who.charge(app, req, text_cost(&texts, app.limiter.tokens_per_unit()))?;
     let results = app.models.classify(model, texts, who.caller(), wait)?;
     let labels = model.manifest.labels.len();
@@ -228,7 +268,7 @@ pub fn model_metadata(app: &App, path: &ModelPath) -> Result<Response, ApiError>
         200,
         &json!({
             "name": m.name,
-            "versions": [m.version],
+            "versions": app.models.versions(&m.name).iter().map(u64::to_string).collect::<Vec<_>>(),
             "platform": "onnx_tract",
             "inputs": inputs,
             "outputs": outputs,
@@ -258,16 +298,16 @@ pub fn server_metadata() -> Response {
 /// reload (an untrusted clock or a broken file leaves the appliance ready: it serves on
 /// what it has, and says so).
 pub fn readyz(app: &App) -> Response {
-    let models: serde_json::Map<String, serde_json::Value> = app
-        .models
-        .models()
-        .map(|m| {
-            (
-                m.name().to_owned(),
-                json!({ "ready": true, "version": m.manifest.version }),
-            )
-        })
-        .collect();
+    let mut models = serde_json::Map::new();
+    // Ascending by name then version: the last entry per name is its newest version.
+    for m in app.models.models() {
+        let versions = app.models.versions(m.name());
+        let versions: Vec<String> = versions.iter().map(u64::to_string).collect();
+        models.insert(
+            m.name().to_owned(),
+            json!({ "ready": true, "version": m.manifest.version, "versions": versions }),
+        );
+    }
     let clock = match app.auth.clock.problem() {
         None => json!({ "trusted": true }),
         Some(reason) => {
