@@ -434,10 +434,15 @@ def model_config(r: Run):
         expect(outs["label"].get("data_type") == "TYPE_INT64"
                and [int(d) for d in outs["label"].get("dims", [])] in ([], [1]),
                f"config output label {outs['label']!r}, want TYPE_INT64 dims [] or [1]")
+        if outs["label"].get("dims") == [1]:  # Triton's spelling of a batch-only output
+            expect(outs["label"].get("reshape") == {"shape": []},
+                   f"config output label {outs['label']!r}: dims [1] without reshape {{shape: []}}")
         expect(outs["probabilities"].get("data_type") == "TYPE_FP32"
                and [int(d) for d in outs["probabilities"].get("dims", [])] == [CLASSES],
                f"config output probabilities {outs['probabilities']!r}, want TYPE_FP32 "
                f"dims [{CLASSES}]")
+        expect(c.get("version_policy") == {"latest": {"num_versions": 1}},
+               f"version_policy {c.get('version_policy')!r}, want the default latest 1")
         details.append(c)
     digits = r.client.get_model_config("digits", headers=r.hdr())
     expect(digits.get("name") == "digits", f"digits config {digits!r}")
@@ -573,6 +578,8 @@ def policy_all_by_sighup(r: Run):
         r.expect_answers_as(1, route="1")
         r.expect_answers_as(2, route="2")
         got = r.expect_answers_as(2)  # the bare route: the highest version
+        policy = r.client.get_model_config(NAME, headers=r.hdr()).get("version_policy")
+        expect(policy == {"all": {}}, f"config version_policy {policy!r}, want {{'all': {{}}}}")
     finally:
         config.write_text(before)  # the signed server starts from this config too
     return f"v1 and v2 READY; bare route {got}"
