@@ -8,7 +8,11 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically, the file created with `mode`.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is "", which cannot be opened to fsync: it means ".".
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
@@ -45,5 +49,15 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(write(&dir.path().join("no/such/dir/f"), b"x", 0o600).is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_folder() {
+        // The temporary file and the fsync both go to ".", not to "" (which cannot be opened).
+        let name = format!("inferd-atomic-test.{}", std::process::id());
+        let here = std::env::current_dir().unwrap().join(&name);
+        write(Path::new(&name), b"bare", 0o644).unwrap();
+        assert_eq!(std::fs::read(&here).unwrap(), b"bare");
+        std::fs::remove_file(&here).unwrap();
     }
 }

@@ -1,4 +1,7 @@
-//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`.
+//! The command line: `init`, `serve`, `check`, `demo`, `keygen`, `apikey new`; `sign`,
+//! `verify` and `model sign|verify` live in [`sign`].
+
+mod sign;
 
 use crate::config::Config;
 use crate::provision::{self, InitOptions, ProvisionError};
@@ -42,6 +45,13 @@ pub enum Command {
         /// Print {"config","api_key","ca_cert","token_private_key","token_key_id"} as JSON.
         #[arg(long)]
         json: bool,
+        /// Load only model folders signed by a trusted key (`inferd model sign`).
+        #[arg(long)]
+        require_signed_models: bool,
+        /// A public key (KID.pem) trusted to sign models (repeatable); without one, a new
+        /// signing keypair is made and its private half left to move off the device.
+        #[arg(long = "model-key", requires = "require_signed_models")]
+        model_keys: Vec<PathBuf>,
     },
     /// Run the appliance.
     Serve {
@@ -62,7 +72,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
     },
-    /// Make a new Ed25519 token keypair (for a provisioning station).
+    /// Make a new Ed25519 keypair (for a provisioning station): signs tokens, models, files.
     Keygen {
         #[arg(long)]
         out: PathBuf,
@@ -96,6 +106,13 @@ pub enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    #[command(flatten)]
+    Signing(sign::SignCommand),
+    /// Model version folders: sign, verify.
+    Model {
+        #[command(subcommand)]
+        command: sign::ModelSignCommand,
     },
 }
 
@@ -162,6 +179,8 @@ pub enum CliError {
     Signals(std::io::Error),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 /// Runs a parsed command.
@@ -173,11 +192,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             names,
             models,
             json,
+            require_signed_models,
+            model_keys,
         } => {
             let options = InitOptions {
                 listen,
                 names,
                 models_dir: models,
+                model_signing: sign::model_signing(require_signed_models, model_keys),
             };
             init(&dir, &options, json)
         }
@@ -215,6 +237,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Apikey {
             command: ApikeyCommand::New { id, scopes },
         } => apikey_new(&id, scopes),
+        Command::Signing(command) => sign::run(command),
+        Command::Model { command } => sign::run_model(command),
     }
 }
 
@@ -238,6 +262,7 @@ fn init(dir: &Path, options: &InitOptions, json: bool) -> Result<(), CliError> {
         "admin API key (shown once, stored only as a hash):\n  {}",
         p.api_key
     );
+    sign::print_signed_models(&p);
     Ok(())
 }
 
@@ -253,7 +278,8 @@ fn keygen(out: &Path) -> Result<(), CliError> {
     provision::write_atomic(&private, private_pem.as_bytes(), 0o600)?;
     provision::write_atomic(&public, public_pem.as_bytes(), 0o644)?;
     println!(
-        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir): {}",
+        "kid: {kid}\nprivate key: {}\npublic key (copy to devices' jwt_keys_dir for tokens, or \
+         [models] trusted_keys_dir for model signatures): {}",
         private.display(),
         public.display()
     );
@@ -416,6 +442,7 @@ fn demo(dir: &Path, models: &Path, listen: &str) -> Result<(), CliError> {
                 listen: listen.into(),
                 names,
                 models_dir: models.into(),
+                ..InitOptions::default()
             },
         )?;
     }

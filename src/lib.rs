@@ -20,6 +20,7 @@ pub mod model;
 pub mod notify;
 pub mod oip;
 pub mod provision;
+pub mod signing;
 
 use api::cors::Cors;
 use auth::clock::Clock;

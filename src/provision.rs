@@ -39,6 +39,37 @@ pub struct Provisioned {
     pub token_key_id: String,
     /// The `aud` bearer tokens for this device must carry (its first DNS name).
     pub audience: String,
+    /// Set up by `--require-signed-models`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_models: Option<SignedModels>,
+}
+
+/// Whether `init` makes the device refuse unsigned model folders, and whose signatures count.
+#[derive(Debug, Clone, Default)]
+pub enum ModelSigning {
+    /// Models load unsigned (`require_signed` stays off).
+    #[default]
+    Off,
+    /// Trust these public keys (SPKI PEM; each file stem is its key id), copied into
+    /// `model_keys/`.
+    Trust(Vec<PathBuf>),
+    /// Make a keypair: the public half into `model_keys/`, the private half into
+    /// `model-signing-key/`, to be moved off the device to the provisioning station.
+    NewKey,
+}
+
+/// What `--require-signed-models` set up, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct SignedModels {
+    /// `[models] trusted_keys_dir`: the public keys whose signatures are trusted.
+    pub trusted_keys_dir: PathBuf,
+    pub key_ids: Vec<String>,
+    /// The private key `init` made (0600), if it made one: move it off the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
+    /// Model folders under the models folder without a signature: refused until signed.
+    /// `init` does not sign them: a key on the device must not bless whatever it finds.
+    pub unsigned: Vec<PathBuf>,
 }
 
 /// The device's name as tokens address it: the first DNS name among `names` (the
@@ -53,11 +84,14 @@ pub fn device_audience(names: &[String]) -> String {
 }
 
 /// Options for `init`.
+#[derive(Debug, Clone, Default)]
 pub struct InitOptions {
     pub listen: String,
     /// DNS names and IP addresses the server certificate covers.
     pub names: Vec<String>,
     pub models_dir: PathBuf,
+    /// `--require-signed-models` (and `--model-key`).
+    pub model_signing: ModelSigning,
 }
 
 /// Writes `bytes` to `path` atomically with `mode` (see [`crate::atomic_file`]).
@@ -150,11 +184,17 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
     let api_key = write_auth_files(dir)?;
     let models =
         std::path::absolute(&opts.models_dir).map_err(|e| write_err(&opts.models_dir, e))?;
+    let signed_models = write_model_keys(dir, &opts.model_signing, &models)?;
+    let model_signing = match signed_models {
+        Some(_) => MODELS_SIGNED,
+        None => MODELS_UNSIGNED,
+    };
     let toml_string = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let config = CONFIG_TEMPLATE
         .replace("{listen}", &toml_string(&opts.listen))
         .replace("{models}", &toml_string(&models.display().to_string()))
-        .replace("{audience}", &toml_string(&audience));
+        .replace("{audience}", &toml_string(&audience))
+        .replace("{model_signing}", model_signing);
     let config_path = dir.join("inferd.toml");
     write_atomic(&config_path, config.as_bytes(), 0o640)?;
     Ok(Provisioned {
@@ -164,7 +204,89 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Provisioned, ProvisionErro
         token_private_key: dir.join("token/signing-key.pem"),
         token_key_id: kid,
         audience,
+        signed_models,
     })
+}
+
+/// `[models]` lines for `--require-signed-models`, and the hint otherwise.
+const MODELS_SIGNED: &str = r#"trusted_keys_dir = "model_keys"  # public keys (KID.pem) whose model signatures are trusted
+require_signed = true            # refuse unsigned, changed or differently-signed model folders
+"#;
+const MODELS_UNSIGNED: &str = r#"# trusted_keys_dir = "model_keys"  # with require_signed = true, load only model folders
+# require_signed = true            # signed by these keys (`inferd model sign`)
+"#;
+
+/// `model_keys/` with the trusted public keys (and, for `NewKey`, the private half in
+/// `model-signing-key/`, mode 0600 in a 0700 folder); `None` when signing is off.
+fn write_model_keys(
+    dir: &Path,
+    signing: &ModelSigning,
+    models: &Path,
+) -> Result<Option<SignedModels>, ProvisionError> {
+    let keys_dir = dir.join("model_keys");
+    let (key_ids, signing_key) = match signing {
+        ModelSigning::Off => return Ok(None),
+        ModelSigning::Trust(keys) if keys.is_empty() => {
+            return Err(ProvisionError::Keys(
+                "no model key to trust: every model would be refused".into(),
+            ));
+        }
+        ModelSigning::Trust(keys) => (copy_public_keys(&keys_dir, keys)?, None),
+        ModelSigning::NewKey => {
+            let (kid, private) = new_model_key(dir, &keys_dir)?;
+            (vec![kid], Some(private))
+        }
+    };
+    Ok(Some(SignedModels {
+        trusted_keys_dir: keys_dir,
+        key_ids,
+        signing_key,
+        unsigned: crate::signing::unsigned_folders(models),
+    }))
+}
+
+/// Checks each public key (a private one is refused) and copies it as `keys_dir/<stem>.pem`.
+fn copy_public_keys(keys_dir: &Path, keys: &[PathBuf]) -> Result<Vec<String>, ProvisionError> {
+    create_dir(keys_dir, 0o755)?;
+    let mut key_ids = Vec::new();
+    for path in keys {
+        let (kid, pem) = crate::signing::read_public_key(path)
+            .map_err(|e| ProvisionError::Keys(e.to_string()))?;
+        if key_ids.contains(&kid) {
+            return Err(ProvisionError::Keys(format!(
+                "two --model-key files are named {kid}.pem"
+            )));
+        }
+        write_atomic(&keys_dir.join(format!("{kid}.pem")), pem.as_bytes(), 0o644)?;
+        key_ids.push(kid);
+    }
+    Ok(key_ids)
+}
+
+/// A new model-signing keypair: the public half trusted in `keys_dir`, the private half in
+/// `dir/model-signing-key/`. Returns (kid, private key path).
+fn new_model_key(dir: &Path, keys_dir: &Path) -> Result<(String, PathBuf), ProvisionError> {
+    let (private_pem, public_pem, kid) = jwt::keypair();
+    let private_dir = dir.join("model-signing-key");
+    create_dir(keys_dir, 0o755)?;
+    create_dir(&private_dir, 0o700)?;
+    let private = private_dir.join(format!("{kid}.key.pem"));
+    write_atomic(&private, private_pem.as_bytes(), 0o600)?;
+    let public = keys_dir.join(format!("{kid}.pem"));
+    write_atomic(&public, public_pem.as_bytes(), 0o644)?;
+    Ok((kid, private))
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), ProvisionError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| ProvisionError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// The token signing key and its public half among the trusted keys; returns its kid.
@@ -196,7 +318,7 @@ fn write_auth_files(dir: &Path) -> Result<String, ProvisionError> {
 }
 
 /// The config `inferd init` writes; `{listen}`, `{models}` and `{audience}` become TOML
-/// strings.
+/// strings, `{model_signing}` the `[models]` signature lines.
 const CONFIG_TEMPLATE: &str = r#"# inferd configuration, written by `inferd init`. Paths are relative to this file.
 listen = {listen}
 
@@ -216,7 +338,7 @@ queue_timeout_ms = 10000          # longest wait for a worker; beyond it 503 (re
 
 [models]
 dir = {models}
-
+{model_signing}
 [auth]
 api_keys_file = "api_keys.toml"
 jwt_keys_dir = "token/trusted"      # one <kid>.pem per trusted signer
@@ -255,6 +377,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             names: vec!["localhost".into(), "127.0.0.1".into()],
             models_dir: PathBuf::from("models"),
+            ..InitOptions::default()
         };
         let p = init(&dir, &opts).unwrap();
         assert!(p.api_key.starts_with("inferd_"));
@@ -272,6 +395,69 @@ mod tests {
                 .exists()
         );
         assert!(matches!(init(&dir, &opts), Err(ProvisionError::Exists(_))));
+    }
+
+    #[test]
+    fn require_signed_models_with_a_new_key_trusts_it_and_lists_unsigned_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let models = tmp.path().join("models");
+        std::fs::create_dir_all(models.join("digits")).unwrap();
+        std::fs::create_dir_all(models.join("text/1")).unwrap();
+        std::fs::create_dir_all(models.join("text/2")).unwrap();
+        let dir = tmp.path().join("state");
+        let opts = InitOptions {
+            listen: "127.0.0.1:0".into(),
+            names: vec!["localhost".into()],
+            models_dir: models.clone(),
+            model_signing: ModelSigning::NewKey,
+        };
+        let p = init(&dir, &opts).unwrap();
+        let s = p.signed_models.unwrap();
+        let key = s.signing_key.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(key.parent().unwrap()), 0o700);
+        let kid = &s.key_ids[0];
+        assert_eq!(key, dir.join(format!("model-signing-key/{kid}.key.pem")));
+        let trusted = crate::signing::TrustedKeys::load(&s.trusted_keys_dir).unwrap();
+        assert_eq!(trusted.len(), 1);
+        let expected = ["digits", "text/1", "text/2"].map(|f| models.join(f));
+        assert_eq!(s.unsigned, expected);
+        let config = crate::config::Config::load(&p.config, |_| None).unwrap();
+        assert!(config.models.require_signed);
+        assert_eq!(config.models.trusted_keys_dir, Some(dir.join("model_keys")));
+    }
+
+    #[test]
+    fn require_signed_models_with_given_keys_copies_only_public_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (private_pem, public_pem, kid) = jwt::keypair();
+        let public = tmp.path().join("station.pem");
+        std::fs::write(&public, public_pem).unwrap();
+        let private = tmp.path().join(format!("{kid}.key.pem"));
+        std::fs::write(&private, private_pem).unwrap();
+        let opts = |keys: Vec<PathBuf>| InitOptions {
+            listen: "127.0.0.1:0".into(),
+            names: vec!["localhost".into()],
+            models_dir: tmp.path().join("models"),
+            model_signing: ModelSigning::Trust(keys),
+        };
+        let err = init(&tmp.path().join("a"), &opts(vec![private])).unwrap_err();
+        assert!(err.to_string().contains("a private key"), "{err}");
+        let dir = tmp.path().join("b");
+        let p = init(&dir, &opts(vec![public])).unwrap();
+        let s = p.signed_models.unwrap();
+        assert_eq!(
+            (s.key_ids, s.signing_key),
+            (vec!["station".to_owned()], None)
+        );
+        assert!(dir.join("model_keys/station.pem").is_file());
+        assert!(!dir.join("model-signing-key").exists());
+        assert!(init(&tmp.path().join("c"), &opts(vec![])).is_err());
+        let mut new_key = opts(vec![]);
+        new_key.model_signing = ModelSigning::NewKey;
+        let json = serde_json::to_value(init(&tmp.path().join("d"), &new_key).unwrap()).unwrap();
+        assert!(json["signed_models"]["signing_key"].is_string(), "{json}");
     }
 
     #[test]

@@ -81,8 +81,8 @@ pub fn versions(folder: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
 fn single_version(folder: &Path) -> Result<u64, String> {
     let path = folder.join("model.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
     match table.get("version") {
         None => Ok(1),
         Some(toml::Value::String(v)) => version_number(v).ok_or_else(|| {
@@ -140,7 +140,10 @@ mod tests {
     fn names_and_versions_in_both_layouts() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        touch(&d.join("flat/model.toml"), "name = \"flat\"\nversion = \"3\"\n");
+        touch(
+            &d.join("flat/model.toml"),
+            "name = \"flat\"\nversion = \"3\"\n",
+        );
         touch(&d.join("plain/model.toml"), "name = \"plain\"\n");
         touch(&d.join("multi/1/model.toml"), "");
         touch(&d.join("multi/10/model.toml"), "");
@@ -150,20 +153,41 @@ mod tests {
         touch(&d.join("empty/readme"), "");
         assert_eq!(model_names(d).unwrap(), vec!["flat", "multi", "plain"]);
         let numbers = |name: &str| -> Vec<u64> {
-            versions(&d.join(name)).unwrap().into_iter().map(|(v, _)| v).collect()
+            versions(&d.join(name))
+                .unwrap()
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect()
         };
         assert_eq!(numbers("flat"), vec![3]);
         assert_eq!(numbers("plain"), vec![1]);
         assert_eq!(numbers("multi"), vec![1, 10]);
-        assert!(versions(&d.join("empty")).unwrap_err().contains("no model.toml"));
+        assert!(
+            versions(&d.join("empty"))
+                .unwrap_err()
+                .contains("no model.toml")
+        );
         assert!(versions(&d.join("absent")).unwrap_err().contains("no such"));
         touch(&d.join("bad/model.toml"), "version = \"v2\"\n");
-        assert!(versions(&d.join("bad")).unwrap_err().contains("whole number"));
+        assert!(
+            versions(&d.join("bad"))
+                .unwrap_err()
+                .contains("whole number")
+        );
     }
 
     #[test]
     fn names_that_could_leave_the_folder_are_not_models() {
-        for bad in ["", ".", "..", ".hidden", "a/b", "a\\b", "x y", &"n".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "x y",
+            &"n".repeat(129),
+        ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
         for good in ["digits", "sentiment-v2", "a.b_c", "0"] {

@@ -76,7 +76,10 @@ impl Manifest {
         let mut m: Manifest =
             toml::from_str(text).map_err(|e| crate::config::toml_reason(text, &e))?;
         if m.name != name {
-            return Err(format!("name {:?} differs from its folder {name:?}", m.name));
+            return Err(format!(
+                "name {:?} differs from its folder {name:?}",
+                m.name
+            ));
         }
         match m.version.as_str() {
             "" => m.version = version.to_string(),
@@ -169,6 +172,9 @@ shape = [-1, 10]
         let e = Manifest::parse(DIGITS, "digits", 2).unwrap_err();
         assert!(e.contains("folder's version 2"), "{e}");
         let unversioned = DIGITS.replace("version = \"1\"\n", "");
-        assert_eq!(Manifest::parse(&unversioned, "digits", 7).unwrap().version, "7");
+        assert_eq!(
+            Manifest::parse(&unversioned, "digits", 7).unwrap().version,
+            "7"
+        );
     }
 }

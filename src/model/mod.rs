@@ -563,4 +563,3 @@ const SLOW_INT8_KERNEL: &str = "avx2_mmm_i32";
 
 /// The plan key of a text model's single plan for every sequence length.
 const ANY_LENGTH: usize = usize::MAX;
-

@@ -122,7 +122,8 @@ impl ModelRepository {
         let current = self.snapshot();
         let reuse = same_signing(&in_force, settings);
         let names = match settings.enabled.as_slice() {
-            [] => folders::model_names(&settings.dir).map_err(|reason| load_error(&settings.dir, reason))?,
+            [] => folders::model_names(&settings.dir)
+                .map_err(|reason| load_error(&settings.dir, reason))?,
             only => only.to_vec(),
         };
         let mut models = BTreeMap::new();
@@ -316,15 +317,17 @@ impl ModelRepository {
         let mut entries = Vec::new();
         for name in names {
             let family = served.models.get(&name);
-            let on_disk = folders::versions(&settings.dir.join(&name));
-            let mut versions: BTreeSet<u64> = family.map(|f| f.keys().copied().collect()).unwrap_or_default();
-            match &on_disk {
+            let mut versions: BTreeSet<u64> = family
+                .map(|f| f.keys().copied().collect())
+                .unwrap_or_default();
+            match folders::versions(&settings.dir.join(&name)) {
                 Ok(found) => versions.extend(found.iter().map(|(v, _)| *v)),
+                // A folder that cannot be read, with nothing served from it.
                 Err(reason) if family.is_none() => entries.push(IndexEntry {
                     name: name.clone(),
                     version: String::new(),
                     state: State::Unavailable,
-                    reason: reason.clone(),
+                    reason,
                 }),
                 Err(_) => {}
             }
@@ -338,9 +341,11 @@ impl ModelRepository {
                     (false, Some(Note::Unloaded)) => (State::Unavailable, "unloaded".into()),
                     (false, None) => (State::Unavailable, not_served(&name, version, &settings)),
                 };
+                let version = version.to_string();
+                let name = name.clone();
                 entries.push(IndexEntry {
-                    name: name.clone(),
-                    version: version.to_string(),
+                    name,
+                    version,
                     state,
                     reason,
                 });
@@ -565,7 +570,10 @@ fn default_text(
     default: Option<&str>,
 ) -> Result<Option<String>, String> {
     let is_text = |family: &BTreeMap<u64, Loaded>| {
-        family.values().next_back().is_some_and(|l| l.model.is_text())
+        family
+            .values()
+            .next_back()
+            .is_some_and(|l| l.model.is_text())
     };
     match default {
         Some(name) => match models.get(name) {

@@ -125,7 +125,10 @@ mod tests {
         s.request(Duration::from_micros(1), false);
         s.queued(Duration::from_nanos(9));
         let j = s.json("m", "2");
-        assert_eq!((j["name"].as_str(), j["version"].as_str()), (Some("m"), Some("2")));
+        assert_eq!(
+            (j["name"].as_str(), j["version"].as_str()),
+            (Some("m"), Some("2"))
+        );
         assert_eq!(j["inference_count"], 4);
         assert_eq!(j["execution_count"], 2);
         assert!(j["last_inference"].as_u64().unwrap() > 1_700_000_000_000);

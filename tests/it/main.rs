@@ -15,6 +15,8 @@ mod models;
 mod openapi;
 mod predict;
 mod reload;
+mod repository;
 mod shutdown;
+mod signing;
 mod support;
 mod tls;

@@ -168,6 +168,7 @@ pub fn provisioned() -> (tempfile::TempDir, Config, String) {
         listen: "127.0.0.1:0".into(),
         names: vec!["localhost".into(), "127.0.0.1".into()],
         models_dir: models_dir(),
+        ..InitOptions::default()
     };
     let p = provision::init(&state, &opts).expect("init");
     let mut config = Config::load(&p.config, |_| None).expect("config");
@@ -221,6 +222,11 @@ impl TestServer {
             dir,
             config,
         }
+    }
+
+    /// The app new requests see now.
+    pub fn app(&self) -> Arc<inferd::App> {
+        self.running.as_ref().expect("running").app()
     }
 
     /// What SIGHUP does, with `config` as the re-read file.
