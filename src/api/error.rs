@@ -221,9 +221,11 @@ impl From<ModelError> for ApiError {
             M::Invalid { code, .. } => ApiError::BadInput { code, message },
             M::Input { code, .. } => ApiError::Unprocessable { code, message },
             M::Busy { retry_after } => ApiError::Overloaded { retry_after },
-            M::Inference(_) | M::Load { .. } | M::Manifest { .. } | M::Tokenizer { .. } => {
-                ApiError::Internal(message)
-            }
+            M::Inference(_)
+            | M::Load { .. }
+            | M::Manifest { .. }
+            | M::Tokenizer { .. }
+            | M::Signature(_) => ApiError::Internal(message),
         }
     }
 }

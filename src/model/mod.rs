@@ -55,6 +55,10 @@ pub enum ModelError {
     /// A `model.toml` is missing or wrong.
     #[error("manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
+    /// A version folder's signature is missing, not by a trusted key, or does not match
+    /// its files (`[models] require_signed`); the message names the file.
+    #[error("signature check failed: {0}")]
+    Signature(String),
     /// A `tokenizer.json` could not be loaded.
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: String, reason: String },

@@ -9,6 +9,7 @@ use super::tensor::Tensor;
 use super::{Checked, Classification, Encoded, Model, ModelError, SLOW_INT8_KERNEL};
 use crate::config::{ModelsConfig, VersionPolicy};
 use crate::metrics::Metrics;
+use crate::signing::{TrustedKeys, verify_folder};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -248,13 +249,20 @@ impl ModelRepository {
         settings: &ModelsConfig,
         kept: Option<&Loaded>,
     ) -> Result<Loaded, ModelError> {
+        let key = (name.to_owned(), version);
+        // Every time, kept versions too: a key removed from trusted_keys_dir, or a file
+        // changed in place, is refused at the next load or reload.
+        if let Err(e) = check_signature(path, settings) {
+            log::error!("model {name} version {version} not loaded: {e}");
+            lock(&self.notes).insert(key, Note::Failed(e.to_string()));
+            return Err(e);
+        }
         let stamp = folders::stamp(path).map_err(|reason| load_error(path, reason))?;
         if let Some(kept) = kept.filter(|k| k.stamp == stamp) {
             return Ok(kept.clone());
         }
-        let key = (name.to_owned(), version);
         lock(&self.notes).insert(key.clone(), Note::Loading);
-        let loaded = load_checked(path, name, version, settings).map(|model| Loaded {
+        let loaded = load_checked(path, name, version).map(|model| Loaded {
             model: Arc::new(model),
             stamp,
         });
@@ -507,13 +515,20 @@ fn same_signing(old: &ModelsConfig, new: &ModelsConfig) -> bool {
     old.require_signed == new.require_signed && old.trusted_keys_dir == new.trusted_keys_dir
 }
 
+/// With `require_signed`, the version folder's files must be those its manifest lists,
+/// signed by a key in `trusted_keys_dir`: checked before tract reads a byte of them.
+fn check_signature(path: &Path, settings: &ModelsConfig) -> Result<(), ModelError> {
+    let (true, Some(keys_dir)) = (settings.require_signed, &settings.trusted_keys_dir) else {
+        return Ok(());
+    };
+    let keys = TrustedKeys::load(keys_dir).map_err(|e| ModelError::Signature(e.to_string()))?;
+    let signer = verify_folder(path, &keys).map_err(|e| ModelError::Signature(e.to_string()))?;
+    log::debug!("{}: signed by key {signer}", path.display());
+    Ok(())
+}
+
 /// Loads one version folder, and runs it once.
-fn load_checked(
-    path: &Path,
-    name: &str,
-    version: u64,
-    _settings: &ModelsConfig,
-) -> Result<Model, ModelError> {
+fn load_checked(path: &Path, name: &str, version: u64) -> Result<Model, ModelError> {
     let model = Model::load(path, name, version)?;
     model.warm_up()?;
     Ok(model)

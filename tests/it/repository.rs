@@ -323,3 +323,69 @@ fn requests_in_flight_see_no_gap_while_models_load() {
     assert_eq!(failed.load(Ordering::SeqCst), 0);
     assert_eq!(answering_version(&server), "5");
 }
+
+/// A key pair of `inferd keygen`'s kind: the public half in `trusted/KID.pem`, the signer.
+fn model_signer(root: &Path) -> inferd::signing::Signer {
+    let (private_pem, public_pem, kid) = inferd::provision::token_keypair().unwrap();
+    std::fs::create_dir_all(root.join("trusted")).unwrap();
+    std::fs::write(root.join("trusted").join(format!("{kid}.pem")), public_pem).unwrap();
+    let key = root.join(format!("{kid}.key.pem"));
+    std::fs::write(&key, private_pem).unwrap();
+    inferd::signing::Signer::load(&key).unwrap()
+}
+
+#[test]
+fn with_require_signed_a_signed_version_loads_and_a_tampered_one_is_refused() {
+    let models = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let signer = model_signer(keys.path());
+    add_version(models.path(), 1);
+    let sign = |v: u64| {
+        let folder = models.path().join(format!("digits/{v}"));
+        inferd::signing::sign_folder(&folder, &signer).unwrap();
+    };
+    sign(1);
+    let (dir, trusted) = (models.path().to_path_buf(), keys.path().join("trusted"));
+    let server = TestServer::start_with(move |c| {
+        c.models.dir = dir;
+        c.models.trusted_keys_dir = Some(trusted);
+        c.models.require_signed = true;
+    });
+    assert_eq!(answering_version(&server), "1");
+
+    add_version(models.path(), 2);
+    sign(2);
+    assert_eq!(
+        post(&server, "/v2/repository/models/digits/load", "").status,
+        200
+    );
+    assert_eq!(answering_version(&server), "2");
+
+    add_version(models.path(), 3);
+    sign(3);
+    let onnx = models.path().join("digits/3/model.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&onnx, bytes).unwrap();
+    let r = post(&server, "/v2/repository/models/digits/load", "");
+    assert_eq!((r.status, r.code().as_str()), (409, "load_failed"));
+    assert_eq!(answering_version(&server), "2");
+    let v3 = entry(&index(&server), "3");
+    let reason = v3["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("model.onnx") && reason.contains("SHA-256"),
+        "{reason}"
+    );
+
+    add_version(models.path(), 4);
+    let r = post(&server, "/v2/repository/models/digits/load", "");
+    assert_eq!(r.status, 409, "an unsigned version loaded");
+    assert!(
+        entry(&index(&server), "4")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unsigned")
+    );
+    assert_eq!(answering_version(&server), "2");
+}
