@@ -8,8 +8,8 @@ runs it: standard ops plus ai.onnx.ml's LinearClassifier). Outputs: `label` INT6
 `probabilities` FP32 [n, 2]. Version 2 is the same pipeline trained on another split.
 
 On a throw-away work folder (given by scripts/model_lifecycle.sh), through scripts/lib's
-harness: `inferd model inspect` (text and --json), `model add` (v1; a broken file refused,
-leaving nothing), `inferd serve` with it and the bundled digits model, then with
+harness: `inferd model inspect` (text and --json), `model add` (v1; the plain skl2onnx graph,
+whose Scaler tract lacks, and a truncated file refused, leaving nothing), `inferd serve` with it and the bundled digits model, then with
 tritonclient.http over TLS and the admin API key: binary-tensor inference equal to
 onnxruntime's on the same inputs (probabilities within 1e-3, labels equal), the repository
 index, config, admin scope, `model add` v2 + load (v2 answers, v1 goes per the version
@@ -96,12 +96,14 @@ def train(seed: int):
     return pipe, x_test, y_test
 
 
-def convert(pipe, path: Path) -> None:
+def convert(pipe, path: Path, scaler_as_div: bool = True) -> None:
     """skl2onnx with the options that keep the graph inside what tract runs: no ZipMap (a
-    sequence of maps), the scaler as Sub/Div instead of ai.onnx.ml's Scaler."""
-    model = to_onnx(pipe, np.zeros((1, FEATURES), dtype=np.float32),
-                    options={StandardScaler: {"div": "div_cast"},
-                             LogisticRegression: {"zipmap": False}},
+    sequence of maps), the scaler as Sub/Div instead of ai.onnx.ml's Scaler (which tract
+    lacks: `scaler_as_div=False` makes that graph, for the refusal checks)."""
+    options = {LogisticRegression: {"zipmap": False}}
+    if scaler_as_div:
+        options[StandardScaler] = {"div": "div_cast"}
+    model = to_onnx(pipe, np.zeros((1, FEATURES), dtype=np.float32), options=options,
                     target_opset={"": 17, "ai.onnx.ml": 3})
     model.doc_string = ("scikit-learn StandardScaler + LogisticRegression on load_breast_cancer, "
                         "converted by skl2onnx (scripts/model_lifecycle.py)")
@@ -311,6 +313,7 @@ def make_models(r: Run):
         accuracy[version] = pipe.score(x_test, y_test)
         if version == 1:
             r.x = np.ascontiguousarray(x_test[:64])
+            convert(pipe, r.src / "with-scaler.onnx", scaler_as_div=False)
     labels, probs = r.ref[1].run(r.x)
     expect(probs.shape == (64, CLASSES) and labels.shape == (64,),
            f"onnxruntime's outputs {labels.shape} {probs.shape}")
@@ -354,6 +357,25 @@ def inspect_json(r: Run):
     sha = hashlib.sha256(r.onnx[1].read_bytes()).hexdigest()
     expect(d.get("sha256") == sha, f"sha256 {d.get('sha256')!r}, want {sha}")
     return f"opsets {d.get('opsets')}, tract {tract}"
+
+
+def unsupported_op_named(r: Run):
+    path = str(r.src / "with-scaler.onnx")
+    res = r.inferd("model", "inspect", path, "--json")
+    expect(res.returncode == 1, f"inspect of a graph with ai.onnx.ml Scaler exited "
+           f"{res.returncode}, want 1 (tract cannot run it): {one_line(res.stderr)}")
+    try:
+        tract = json.loads(res.stdout).get("tract", {})
+    except json.JSONDecodeError:
+        raise CheckFailed(f"inspect --json printed no JSON report: {res.stdout[:300]!r}") from None
+    ops = [u.get("op") for u in tract.get("unsupported", [])]
+    expect(ops == ["Scaler"] and tract.get("optimises") is False,
+           f"tract's verdict {tract!r}, want Scaler named as unsupported")
+    res = r.inferd("model", "add", path, "--name", "scaled", "--models", str(r.models))
+    expect(res.returncode == 1, f"model add of it exited {res.returncode}, want 1: "
+           f"{one_line(res.stderr or res.stdout)}")
+    expect(not (r.models / "scaled").exists(), "model add refused it but left models/scaled")
+    return one_line(res.stderr, 200)
 
 
 def add_refuses_broken_file(r: Run):
@@ -691,6 +713,8 @@ CHECKS = [
     ("sklearn pipeline -> skl2onnx -> onnxruntime reference (v1, v2)", make_models, True),
     ("inferd model inspect", inspect_text, False),
     ("inferd model inspect --json", inspect_json, False),
+    ("inferd model inspect/add name what tract lacks (Scaler), leaving nothing",
+     unsupported_op_named, False),
     ("inferd model add refuses a truncated file, leaving nothing", add_refuses_broken_file, False),
     ("inferd model add -> v1", add_v1, True),
     ("inferd serve (digits + cancer v1)", start_server, True),
