@@ -8,9 +8,10 @@ runs it: standard ops plus ai.onnx.ml's LinearClassifier). Outputs: `label` INT6
 `probabilities` FP32 [n, 2]. Version 2 is the same pipeline trained on another split.
 
 On a throw-away work folder (given by scripts/model_lifecycle.sh), through scripts/lib's
-harness: `inferd model inspect` (text and --json), `model add` (v1; the plain skl2onnx graph,
-whose Scaler tract lacks, and a truncated file refused, leaving nothing), `inferd serve` with it and the bundled digits model, then with
-tritonclient.http over TLS and the admin API key: binary-tensor inference equal to
+harness: `inferd model inspect` (text and --json), `model add` (v1; the plain skl2onnx
+graph, whose Scaler tract lacks, and a truncated file refused, leaving nothing), `inferd
+serve` with it and the bundled digits model, then with tritonclient.http over TLS and the
+admin API key: binary-tensor inference equal to
 onnxruntime's on the same inputs (probabilities within 1e-3, labels equal), the repository
 index, config, admin scope, `model add` v2 + load (v2 answers, v1 goes per the version
 policy), a broken v3 refused by load (v2 keeps answering, the index says why), unload and
