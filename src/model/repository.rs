@@ -60,9 +60,11 @@ enum Note {
 /// Every served model, the pool their inference runs on, and what the index reports.
 pub struct ModelRepository {
     served: RwLock<Arc<Served>>,
-    /// The `[models]` settings in force; locked for a whole load, unload or reload, one at
-    /// a time.
+    /// The `[models]` settings in force (held only to read or replace them).
     settings: Mutex<ModelsConfig>,
+    /// Held for a whole load, unload or reload: one at a time, while the index and
+    /// inference go on.
+    changing: Mutex<()>,
     notes: Mutex<BTreeMap<(String, u64), Note>>,
     pool: Arc<Pool>,
     metrics: Metrics,
@@ -85,6 +87,7 @@ impl ModelRepository {
         let repo = ModelRepository {
             served: RwLock::new(Arc::default()),
             settings: Mutex::new(settings.clone()),
+            changing: Mutex::new(()),
             notes: Mutex::new(BTreeMap::new()),
             pool,
             metrics,
@@ -119,7 +122,8 @@ impl ModelRepository {
     /// nothing: on any failure the served set and settings stay as they were, and the
     /// index gives the failing version's reason.
     pub fn reload(&self, settings: &ModelsConfig) -> Result<(), ModelError> {
-        let mut in_force = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let in_force = self.settings();
         let current = self.snapshot();
         let reuse = same_signing(&in_force, settings);
         let names = match settings.enabled.as_slice() {
@@ -153,7 +157,7 @@ impl ModelRepository {
         for name in unserved {
             self.note_all(&settings.dir, &name, Note::Unloaded);
         }
-        *in_force = settings.clone();
+        *lock(&self.settings) = settings.clone();
         Ok(())
     }
 
@@ -162,7 +166,8 @@ impl ModelRepository {
     /// stay; the others load and run once. On failure the versions serving before stay.
     /// Returns the versions now served.
     pub fn load_model(&self, name: &str) -> Result<Vec<u64>, ModelError> {
-        let settings = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let settings = self.settings();
         self.known(name, &settings)?;
         let current = self.snapshot();
         let family = self.prepare(name, &settings, &current, true)?;
@@ -180,7 +185,8 @@ impl ModelRepository {
     /// Stops serving model `name` (every version): Triton's `.../unload`. Requests already
     /// running finish; an unknown name is 404, one not served is no error.
     pub fn unload_model(&self, name: &str) -> Result<(), ModelError> {
-        let settings = lock(&self.settings);
+        let _one_at_a_time = lock(&self.changing);
+        let settings = self.settings();
         self.known(name, &settings)?;
         let current = self.snapshot();
         let mut models = current.models.clone();
@@ -280,6 +286,10 @@ impl ModelRepository {
         loaded
     }
 
+    fn settings(&self) -> ModelsConfig {
+        lock(&self.settings).clone()
+    }
+
     fn snapshot(&self) -> Arc<Served> {
         self.served
             .read()
@@ -317,7 +327,7 @@ impl ModelRepository {
     /// Every model version found on disk or served, with its state and, when not served,
     /// why (Triton's repository index).
     pub fn index(&self) -> Vec<IndexEntry> {
-        let settings = lock(&self.settings).clone();
+        let settings = self.settings();
         let served = self.snapshot();
         let notes = lock(&self.notes).clone();
         let mut names: BTreeSet<String> = served.models.keys().cloned().collect();
