@@ -178,7 +178,7 @@ class Run:
         self.client = httpclient.InferenceServerClient(
             url=self.server.addr, ssl=True, ssl_context_factory=ssl_context_factory,
             insecure=False, connection_timeout=30.0, network_timeout=60.0)
-        return f"{self.server.url}, ready in {self.server.ready_s:.1f} s"
+        return f"{self.server.url}, ready in {self.server.ready_s * 1000:.0f} ms"
 
     def stop(self) -> None:
         server, self.server = self.server, None
