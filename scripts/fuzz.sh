@@ -87,6 +87,7 @@ max_len() {
         config) echo 8192 ;;
         chunked) echo 8192 ;;        # past the 1 KiB size-line cap and /token's 4 KiB body cap
         token_form) echo 5000 ;;     # past MAX_FORM_BYTES (4 KiB)
+        onnx_model) echo 16384 ;;    # the digits seed is 12 KiB
         *) echo 4096 ;;
     esac
 }

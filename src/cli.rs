@@ -3,9 +3,12 @@
 
 mod sign;
 
+mod credentials;
+pub mod model;
+
+use crate::StartError;
 use crate::config::Config;
 use crate::provision::{self, InitOptions, ProvisionError};
-use crate::{StartError, auth::api_key};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -109,22 +112,27 @@ pub enum Command {
     },
     #[command(flatten)]
     Signing(sign::SignCommand),
-    /// Model version folders: sign, verify.
+    /// Bring your own ONNX model (inspect, add) and sign or verify model version folders.
     Model {
         #[command(subcommand)]
-        command: sign::ModelSignCommand,
+        command: model::ModelCommand,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Print a fresh client secret once, and the entry to add to the clients file.
+    /// Print a fresh client secret once; with --config, add its entry to the clients
+    /// file, else print the entry.
     New {
         #[arg(long)]
         id: String,
         /// Scopes the client may be granted (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Add the entry to this config's [auth] clients_file (atomically; the running
+        /// server picks it up within a second).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -153,13 +161,18 @@ pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum ApikeyCommand {
-    /// Print a fresh key once, and the entry to add to the keys file.
+    /// Print a fresh key once; with --config, add its entry to the keys file, else print
+    /// the entry.
     New {
         #[arg(long)]
         id: String,
         /// Scopes: predict, predict:<model>, metrics, admin (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Add the entry to this config's [auth] api_keys_file (atomically; the running
+        /// server picks it up within a second).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -181,6 +194,24 @@ pub enum CliError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// `model inspect`: tract cannot load or optimise the file (the report says why).
+    #[error("{path}: inferd cannot serve this model: {reason}")]
+    NotServable {
+        path: String,
+        reason: String,
+    },
+    /// A keys or clients file could not take a new entry (unreadable, invalid, the id
+    /// taken, not configured).
+    #[error("{path}: {reason}")]
+    Entry {
+        path: String,
+        reason: String,
+    },
+    /// An argument clap accepted but the command cannot use.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs a parsed command.
@@ -232,13 +263,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             token(&key, claims)
         }
         Command::Client {
-            command: ClientCommand::New { id, scopes },
-        } => client_new(&id, scopes),
+            command: ClientCommand::New { id, scopes, config },
+        } => credentials::client_new(&id, scopes, config.as_deref()),
         Command::Apikey {
-            command: ApikeyCommand::New { id, scopes },
-        } => apikey_new(&id, scopes),
+            command: ApikeyCommand::New { id, scopes, config },
+        } => credentials::apikey_new(&id, scopes, config.as_deref()),
         Command::Signing(command) => sign::run(command),
-        Command::Model { command } => sign::run_model(command),
+        Command::Model { command } => model::run(command),
     }
 }
 
@@ -293,32 +324,6 @@ fn token(key: &Path, mut claims: crate::auth::jwt::Claims) -> Result<(), CliErro
         claims.jti = Some(crate::auth::jwt::random_jti()?);
     }
     println!("{}", signer.sign(&claims, std::time::SystemTime::now())?);
-    Ok(())
-}
-
-/// `inferd client new`: a client id and secret for `POST /token`.
-fn client_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
-    let (secret, entry) = crate::auth::client::generate(id, scopes)
-        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-    let file = crate::auth::client::ClientsFile {
-        client: vec![entry],
-    };
-    println!(
-        "client secret (shown once): {secret}\n\n# add to the clients file:\n{}",
-        toml::to_string(&file).unwrap_or_default()
-    );
-    Ok(())
-}
-
-/// `inferd apikey new`: an API key and the entry (its hash) for the keys file.
-fn apikey_new(id: &str, scopes: Vec<String>) -> Result<(), CliError> {
-    let (key, entry) = api_key::generate(id, scopes)
-        .map_err(|_| ProvisionError::Crypto("system RNG failed".into()))?;
-    let file = api_key::KeysFile { key: vec![entry] };
-    println!(
-        "key (shown once): {key}\n\n# add to the keys file:\n{}",
-        toml::to_string(&file).unwrap_or_default()
-    );
     Ok(())
 }
 

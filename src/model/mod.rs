@@ -2,8 +2,12 @@
 //! once at start, and the two things a request can ask of a model (classify text, infer on
 //! tensors), both run on the bounded inference pool.
 
+pub mod add;
+pub mod files;
 mod folders;
+pub mod inspect;
 pub mod manifest;
+pub mod onnx;
 pub mod pool;
 mod repository;
 pub mod stats;
@@ -203,13 +207,19 @@ impl Model {
             path: onnx_path.display().to_string(),
             reason,
         };
-        let bytes = std::fs::read(&onnx_path).map_err(|e| load_err(e.to_string()))?;
+        let bytes = files::read_onnx(&onnx_path).map_err(load_err)?;
+        files::check_files(dir, &bytes).map_err(load_err)?;
         let graph = Graph::parse(&bytes).map_err(load_err)?;
         check_graph(&graph, &manifest).map_err(load_err)?;
         let runner = match (&manifest.task, &manifest.text) {
             (Task::TextClassification, Some(spec)) => Runner::Text {
                 pre: Box::new(Preprocessor::load(
-                    &dir.join(&spec.tokenizer),
+                    &files::inside(dir, &spec.tokenizer).map_err(|reason| {
+                        ModelError::Tokenizer {
+                            path: dir.join(&spec.tokenizer).display().to_string(),
+                            reason,
+                        }
+                    })?,
                     spec.clone(),
                 )?),
                 plans: text_plans(&graph, &manifest, spec).map_err(load_err)?,
@@ -235,32 +245,9 @@ impl Model {
         if self.is_text() {
             return self.classify_now("warm up").map(|_| ());
         }
-        let inputs = self
-            .manifest
-            .inputs
-            .iter()
-            .map(|spec| {
-                let shape: Vec<usize> = spec
-                    .shape
-                    .iter()
-                    .map(|&d| if d > 0 { d as usize } else { 1 })
-                    .collect();
-                let n = tensor::element_count(&shape).unwrap_or(0);
-                let data = match spec.datatype {
-                    DataType::Fp32 => Data::F32(vec![0.0; n]),
-                    DataType::Int64 => Data::I64(vec![0; n]),
-                    DataType::Int32 => Data::I32(vec![0; n]),
-                    DataType::Uint8 => Data::U8(vec![0; n]),
-                    DataType::Bool => Data::Bool(vec![false; n]),
-                    DataType::Bytes => Data::Bytes(vec![Vec::new(); n]),
-                };
-                Tensor {
-                    name: spec.name.clone(),
-                    shape,
-                    data,
-                }
-            })
-            .collect();
+        // Capped: a manifest declaring a huge input is refused, not allocated.
+        let inputs = add::zero_inputs(&self.manifest)
+            .map_err(|reason| ModelError::input("warm_up_input", reason))?;
         self.infer_now(self.check(inputs)?.inputs).map(|_| ())
     }
 

@@ -61,6 +61,26 @@ impl Graph {
         })
     }
 
+    /// The nodes tract parsed but has no implementation for, as (node name, ONNX operator):
+    /// a graph with any cannot be optimised. (Subgraphs of If/Loop/Scan are not searched;
+    /// an operator missing there shows in the error of [`Graph::plan`].)
+    pub fn unsupported(&self) -> Vec<(String, String)> {
+        use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
+        self.model
+            .nodes()
+            .iter()
+            .filter(|node| node.op_is::<UnimplementedOp>())
+            .map(|node| {
+                let op = node.op.name();
+                let op = op
+                    .strip_prefix("Unimplemented(")
+                    .and_then(|o| o.strip_suffix(')'))
+                    .unwrap_or(&op);
+                (node.name.clone(), op.to_owned())
+            })
+            .collect()
+    }
+
     /// Pins input types and shapes (in graph order), optimises, and makes a runnable plan.
     pub fn plan(&self, shapes: &[(DataType, Vec<Dim>)]) -> Result<Plan, String> {
         let mut model = self.model.clone();

@@ -38,6 +38,10 @@ impl Graph {
         Err(NO_RUNTIME.into())
     }
 
+    pub fn unsupported(&self) -> Vec<(String, String)> {
+        match self.never {}
+    }
+
     pub fn plan(&self, _shapes: &[(DataType, Vec<Dim>)]) -> Result<Plan, String> {
         match self.never {}
     }

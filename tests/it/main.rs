@@ -11,6 +11,7 @@ mod faults;
 mod http;
 mod limits;
 mod metrics;
+mod model_cli;
 mod models;
 mod openapi;
 mod predict;
