@@ -40,7 +40,9 @@ echo "model_lifecycle.sh: venv ready in $((SECONDS - t0)) s"
 inferd_workdir lifecycle
 t0=$SECONDS
 status=0
-timeout --kill-after=10 "$limit" \
+# PYTHONHASHSEED: skl2onnx writes the opset imports in set order; fixed, the same ONNX bytes
+# every run (the weights are the same either way: fixed seeds).
+PYTHONHASHSEED=0 timeout --kill-after=10 "$limit" \
     "$venv/bin/python" "$here/model_lifecycle.py" --bin "$bin" --work "$inferd_work" \
     || status=$?
 [ "$status" -ne 124 ] || echo "model_lifecycle.sh: not done after $limit s" >&2
