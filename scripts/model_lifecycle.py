@@ -56,6 +56,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tritonclient.utils import InferenceServerException
@@ -405,6 +406,24 @@ def add_v1(r: Run):
     return str(folder.relative_to(r.work))
 
 
+def add_mlp(r: Run):
+    """A second estimator: a small MLP, whose label tract computes as a dimension (TDim);
+    inferd must hand it out as INT64, equal to onnxruntime's."""
+    x, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(),
+                         MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0))
+    pipe.fit(x.astype(np.float32), y)
+    path = r.src / "mlp.onnx"
+    model = to_onnx(pipe, np.zeros((1, FEATURES), dtype=np.float32),
+                    options={MLPClassifier: {"zipmap": False}, StandardScaler: {"div": "div_cast"}},
+                    target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save(model, str(path))
+    r.mlp_ref = Reference(path)
+    r.inferd_ok("model", "add", str(path), "--name", "mlp", "--models", str(r.models))
+    ops = sorted({n.op_type for n in model.graph.node})
+    return f"models/mlp/1 ({', '.join(ops)})"
+
+
 # --- checks: the first server ----------------------------------------------------------------
 
 
@@ -419,6 +438,16 @@ def infer_matches_onnxruntime(r: Run):
     many = r.expect_answers_as(1, rows=64)
     r.expect_answers_as(1, route="1", rows=64)
     return f"{one}; {many}; /versions/1 too"
+
+
+def mlp_matches_onnxruntime(r: Run):
+    labels, probs, _ = r.infer(r.x, model="mlp")
+    want_labels, want_probs = r.mlp_ref.run(r.x)
+    expect(labels.dtype == np.int64 and np.array_equal(labels, want_labels),
+           f"mlp labels {labels.dtype} {labels[:8]} != onnxruntime's {want_labels[:8]}")
+    diff = float(np.abs(probs - want_probs).max())
+    expect(diff <= TOLERANCE, f"mlp probabilities differ from onnxruntime's by {diff:.1e}")
+    return f"{len(r.x)} rows, labels equal, max diff {diff:.1e}"
 
 
 def admin_needs_admin_scope(r: Run):
@@ -720,9 +749,11 @@ CHECKS = [
      unsupported_op_named, False),
     ("inferd model add refuses a truncated file, leaving nothing", add_refuses_broken_file, False),
     ("inferd model add -> v1", add_v1, True),
+    ("inferd model add: a second estimator (MLP, INT64 label from a tract TDim)", add_mlp, False),
     ("inferd serve (digits + cancer v1)", start_server, True),
     ("tritonclient infer, binary tensors = onnxruntime (1e-3, labels)", infer_matches_onnxruntime,
      True),
+    ("tritonclient infer on the MLP = onnxruntime", mlp_matches_onnxruntime, False),
     ("repository routes need the admin scope (403, 401)", admin_needs_admin_scope, False),
     ("tritonclient get_model_repository_index", index_after_start, False),
     ("tritonclient get_model_config", model_config, False),
