@@ -60,6 +60,8 @@ pub enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        #[command(flatten)]
+        first_boot: crate::first_boot::FirstBoot,
     },
     /// Validate the config, load every model and run one inference each.
     Check {
@@ -234,7 +236,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             init(&dir, &options, json)
         }
-        Command::Serve { config: path } => serve(&path, &load_config(&path)?),
+        Command::Serve {
+            config: path,
+            first_boot,
+        } => {
+            let provisioned = first_boot.provision(&path)?;
+            let config = load_config(&path)?;
+            if let Some(p) = &provisioned {
+                p.log();
+            }
+            serve(&path, &config)
+        }
         Command::Check { config } => check(&load_config(&config)?),
         Command::Demo {
             dir,

@@ -13,6 +13,7 @@ pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod first_boot;
 pub mod http;
 pub mod limiter;
 pub mod metrics;

@@ -8,6 +8,7 @@ mod auth;
 mod budget;
 mod cors;
 mod faults;
+mod first_boot;
 mod http;
 mod limits;
 mod metrics;
