@@ -148,7 +148,9 @@ fn from_tract(name: &str, t: &tract_onnx::prelude::Tensor) -> Result<Tensor, Str
     } else if dt == TDim::datum_type() {
         // tract computes some integer outputs (an ArgMax feeding a label, shapes) as
         // dimensions; concrete ones are plain INT64 to a client.
-        let ints = t.cast_to::<i64>().map_err(|e| format!("output {name}: {e:#}"))?;
+        let ints = t
+            .cast_to::<i64>()
+            .map_err(|e| format!("output {name}: {e:#}"))?;
         Data::I64(flat(&ints)?)
     } else {
         return Err(format!("output {name} has unsupported type {dt:?}"));
