@@ -200,17 +200,11 @@ pub enum CliError {
     Model(#[from] crate::model::ModelError),
     /// `model inspect`: tract cannot load or optimise the file (the report says why).
     #[error("{path}: inferd cannot serve this model: {reason}")]
-    NotServable {
-        path: String,
-        reason: String,
-    },
+    NotServable { path: String, reason: String },
     /// A keys or clients file could not take a new entry (unreadable, invalid, the id
     /// taken, not configured).
     #[error("{path}: {reason}")]
-    Entry {
-        path: String,
-        reason: String,
-    },
+    Entry { path: String, reason: String },
     /// An argument clap accepted but the command cannot use.
     #[error("{0}")]
     Usage(String),

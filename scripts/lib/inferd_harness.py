@@ -3,8 +3,10 @@ the same readiness and the same checks as scripts/lib/inferd.sh (whose header sa
 
     state = provision(BIN, work)                  # init work/state --listen 127.0.0.1:0 --json
     key = state.add_api_key("bench", "predict")   # a further key in the state's keys file
+    r = attempt([BIN, "model", "add", ...])       # an inferd command that may be refused
     with start(state, work / "serve.log", {"INFERD_LOG_ACCESS": "false"}) as server:
         ...                                       # server.url, server.addr, server.port
+        server.reload()                           # SIGHUP
         server.stop()                             # SIGTERM; exit status 0 or HarnessError
 
 Ready means the "listening on" line named the address and the "ready in N ms" line followed
@@ -46,10 +48,17 @@ def clean_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 def run(cmd: list[str]) -> str:
     """Runs an inferd subcommand in the clean environment; its stdout, or HarnessError."""
-    r = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True)
+    r = attempt(cmd)
     if r.returncode != 0:
         raise HarnessError(f"{' '.join(cmd[:3])} exited {r.returncode}: {r.stderr.strip()}")
     return r.stdout
+
+
+def attempt(cmd: list[str], timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Runs an inferd subcommand in the clean environment and returns how it ended (exit
+    status, stdout, stderr as text), for callers that expect some commands to be refused."""
+    return subprocess.run(cmd, env=clean_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,13 @@ class Server:
             time.sleep(0.005)
         self.ready_s = time.perf_counter() - self.started
         return self
+
+    def reload(self) -> None:
+        """SIGHUP: the server rereads its config and models (the caller polls for the effect)."""
+        if self.proc.poll() is not None:
+            raise HarnessError(f"inferd serve exited ({self.proc.returncode}) before SIGHUP"
+                               + self.tail())
+        self.proc.send_signal(signal.SIGHUP)
 
     def terminate(self) -> None:
         """Sends SIGTERM if it still runs; `wait_stopped` then checks how it ended."""

@@ -145,6 +145,13 @@ fn from_tract(name: &str, t: &tract_onnx::prelude::Tensor) -> Result<Tensor, Str
         Data::U8(flat(t)?)
     } else if dt == bool::datum_type() {
         Data::Bool(flat(t)?)
+    } else if dt == TDim::datum_type() {
+        // tract computes some integer outputs (an ArgMax feeding a label, shapes) as
+        // dimensions; concrete ones are plain INT64 to a client.
+        let ints = t
+            .cast_to::<i64>()
+            .map_err(|e| format!("output {name}: {e:#}"))?;
+        Data::I64(flat(&ints)?)
     } else {
         return Err(format!("output {name} has unsupported type {dt:?}"));
     };

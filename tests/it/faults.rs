@@ -140,7 +140,10 @@ fn missing_model_folder_or_file_fails_start_naming_the_path() {
     refused_naming(
         &state,
         &[("INFERD_MODELS_DIR", empty.to_str().unwrap())],
-        &[empty.join("digits").to_str().unwrap(), "no such model folder"],
+        &[
+            empty.join("digits").to_str().unwrap(),
+            "no such model folder",
+        ],
     );
     // The model folder lacks its ONNX file.
     let models = copied_models(&dir);
